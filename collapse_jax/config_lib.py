@@ -1,0 +1,96 @@
+"""The full default config (every field a run reads) and its validation.
+
+Config files in `configs/` start from `base_config()` and override fields, so every
+field exists (unknown `--config.x` overrides are rejected by ml_collections) and
+`validate` can name any bad value together with the fix.
+"""
+
+import ml_collections
+
+from collapse_jax.models.unet import PRESETS
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The paper's model and training settings (PAPER.md), on the embedded digits."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.data = dict(name="digits", path="", max_examples=0)
+  c.model = dict(
+      channels=PRESETS["unet48"],  # widths per resolution level
+      layers_per_block=2,
+      attention_levels=(4,),  # 0-based down levels; the 5th down / 2nd up block
+      norm_groups=16,
+      head_dim=8,
+      class_conditional=False,
+      dropout=0.0,
+      dtype="float32",  # compute dtype: "float32" or "bfloat16" (params stay float32)
+  )
+  c.diffusion = dict(num_steps=1000, beta_start=1e-4, beta_end=0.02)
+  c.optim = dict(
+      lr=1e-4, b1=0.95, b2=0.999, eps=1e-8, weight_decay=1e-6, warmup_steps=500, grad_clip=1.0
+  )
+  c.train = dict(
+      batch_size=128,
+      num_steps=128_000,
+      ema_decay=0.0,  # 0 disables EMA (the paper's setting)
+      label_dropout=0.1,  # classifier-free guidance training, class-conditional only
+      log_every=100,
+      checkpoint_every=2000,
+  )
+  c.sample = dict(
+      method="ddpm",  # "ddpm" (ancestral, all T steps) or "ddim"
+      num_steps=1000,  # DDIM steps (ignored by ddpm)
+      eta=0.0,
+      guidance_scale=1.0,
+      clip_x0=True,
+      batch_size=1024,
+      num_images=64,  # scripts/train.py: images written after training
+  )
+  c.mesh = dict(data=-1, fsdp=1)  # -1: the devices left over
+  return c
+
+
+def _check(ok: bool, field: str, message: str) -> None:
+  if not ok:
+    raise ValueError(f"config.{field}: {message}")
+
+
+def validate(config, image_shape: tuple[int, ...] | None = None) -> None:
+  """Raises ValueError naming the first bad field; `image_shape` (H, W, C) checks the UNet."""
+  for field in ("train.batch_size", "train.num_steps", "train.log_every",
+                "train.checkpoint_every", "sample.batch_size", "sample.num_images",
+                "sample.num_steps", "diffusion.num_steps", "model.layers_per_block",
+                "model.norm_groups", "model.head_dim"):
+    section, name = field.split(".")
+    value = config[section][name]
+    _check(isinstance(value, int) and value > 0, field, f"must be a positive integer, got {value!r}.")
+  channels = tuple(config.model.channels)
+  _check(len(channels) >= 1 and all(c > 0 for c in channels), "model.channels",
+         f"widths must be positive, got {channels}.")
+  groups = config.model.norm_groups
+  bad = [c for c in channels if c % groups]
+  _check(not bad, "model.channels", f"widths {bad} are not divisible by "
+         f"model.norm_groups={groups}; change one or the other.")
+  levels = len(channels)
+  bad = [a for a in config.model.attention_levels if not 0 <= a < levels]
+  _check(not bad, "model.attention_levels", f"{bad} outside the {levels} levels [0, {levels}).")
+  _check(config.model.dtype in ("float32", "bfloat16"), "model.dtype",
+         f"{config.model.dtype!r}; use 'float32' or 'bfloat16'.")
+  _check(0.0 <= config.model.dropout < 1.0, "model.dropout", "must be in [0, 1).")
+  _check(0.0 <= config.train.ema_decay < 1.0, "train.ema_decay", "must be in [0, 1); 0 = off.")
+  _check(0.0 <= config.train.label_dropout < 1.0, "train.label_dropout", "must be in [0, 1).")
+  _check(config.optim.lr > 0, "optim.lr", "must be positive.")
+  _check(config.optim.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0.")
+  _check(0 < config.diffusion.beta_start < config.diffusion.beta_end < 1, "diffusion.beta_end",
+         "need 0 < beta_start < beta_end < 1.")
+  _check(config.sample.method in ("ddpm", "ddim"), "sample.method",
+         f"{config.sample.method!r}; use 'ddpm' or 'ddim'.")
+  _check(config.sample.num_steps <= config.diffusion.num_steps, "sample.num_steps",
+         f"{config.sample.num_steps} DDIM steps exceed diffusion.num_steps.")
+  _check(0.0 <= config.sample.eta <= 1.0, "sample.eta", "must be in [0, 1].")
+  if image_shape is not None:
+    factor = 2 ** (levels - 1)
+    h, w = image_shape[:2]
+    _check(h % factor == 0 and w % factor == 0, "model.channels",
+           f"{levels} levels downsample by {factor}, which does not divide the "
+           f"{h}x{w} images; use fewer levels or resize the data.")

@@ -1,0 +1,7 @@
+"""Datasets as in-memory arrays in [-1, 1], NHWC, plus the grain batch pipeline."""
+
+from collapse_jax.data.digits import load_digits
+from collapse_jax.data.pipeline import batch_at_step, make_batch_dataset
+from collapse_jax.data.registry import Dataset, load_dataset
+
+__all__ = ["Dataset", "batch_at_step", "load_dataset", "load_digits", "make_batch_dataset"]

@@ -1,0 +1,1 @@
+"""DDPM noise schedule, loss and samplers."""

@@ -1,0 +1,1 @@
+"""Metric writers, progress reporting and metric aggregation."""

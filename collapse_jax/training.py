@@ -1,0 +1,113 @@
+"""The training loop for one model: resumable, sharded, logged, and NaN-checked."""
+
+import logging
+import os
+
+import flax.struct
+import jax
+import numpy as np
+from clu import metrics as clu_metrics
+from flax import linen as nn
+from jax.sharding import Mesh
+
+from collapse_jax import checkpoint, sharding
+from collapse_jax.data.pipeline import batch_at_step, make_batch_dataset
+from collapse_jax.diffusion.schedule import linear_schedule
+from collapse_jax.metrics.progress import Progress
+from collapse_jax.metrics.writer import MetricWriter
+from collapse_jax.train_state import TrainState, lr_schedule, make_optimizer
+from collapse_jax.train_step import (
+    compiled_train_step,
+    create_state,
+    init_state,
+    state_shardings,
+)
+
+log = logging.getLogger(__name__)
+
+
+@flax.struct.dataclass
+class TrainMetrics(clu_metrics.Collection):
+  loss: clu_metrics.Average.from_output("loss")
+  grad_norm: clu_metrics.Average.from_output("grad_norm")
+  param_norm: clu_metrics.LastValue.from_output("param_norm")
+
+
+def schedule_from_config(config):
+  d = config.diffusion
+  return linear_schedule(d.num_steps, d.beta_start, d.beta_end)
+
+
+def _check_finite(history: list[dict], first_step: int) -> None:
+  losses = np.asarray([np.asarray(m["loss"]) for m in history])
+  bad = np.flatnonzero(~np.isfinite(losses))
+  if bad.size:
+    step = first_step + int(bad[0])
+    raise FloatingPointError(
+        f"Training diverged: loss is {losses[bad[0]]} at step {step}. Lower config.optim.lr, "
+        "keep config.optim.grad_clip > 0, or use config.model.dtype='float32'."
+    )
+
+
+def fit(
+    config,
+    arrays: dict[str, np.ndarray],
+    workdir: str,
+    mesh: Mesh,
+    model: nn.Module,
+    rng: jax.Array,
+    log_prefix: str = "",
+) -> TrainState:
+  """Trains `model` on `arrays` ({'image', ['label']}) for config.train.num_steps steps.
+
+  Checkpoints to `workdir/checkpoints` and resumes from the newest one, replaying the
+  same batches and random numbers, so a killed run ends exactly where an unkilled one would.
+  """
+  tc = config.train
+  image_shape = tuple(arrays["image"].shape[1:])
+  total = int(tc.num_steps)
+  tx = make_optimizer(config.optim, total)
+  ema = tc.ema_decay > 0
+  schedule = schedule_from_config(config)
+  step_fn = compiled_train_step(mesh, model, tx, image_shape, float(tc.ema_decay),
+                                float(tc.label_dropout))
+  init_rng, step_rng = jax.random.split(rng)
+
+  manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"))
+  shardings = state_shardings(mesh, model, tx, image_shape, ema)
+  abstract = jax.eval_shape(
+      lambda r: init_state(r, model=model, tx=tx, image_shape=image_shape, ema=ema), init_rng
+  )
+  restored = checkpoint.restore_latest(manager, checkpoint.abstract_like(abstract, shardings))
+  if restored is None:
+    start, state = 0, create_state(init_rng, mesh, model, tx, image_shape, ema)
+  else:
+    start, state, _ = restored
+    log.info("%sresuming from checkpoint at step %d", log_prefix, start)
+
+  dataset = make_batch_dataset(len(arrays["image"]), tc.batch_size, config.seed)
+  writer = MetricWriter(workdir, "train", resume_step=start)
+  progress = Progress(total, start, tc.batch_size, prefix=log_prefix)
+  lr = lr_schedule(config.optim.lr, config.optim.warmup_steps, total)
+  history, first = [], start
+  for step in range(start, total):
+    batch = sharding.shard_batch(batch_at_step(dataset, arrays, step), mesh)
+    state, step_metrics = step_fn(state, batch, step_rng, schedule)
+    history.append(step_metrics)
+    done = step + 1
+    if done % tc.log_every == 0 or done == total:
+      history = jax.device_get(history)
+      _check_finite(history, first)
+      stacked = {k: np.stack([m[k] for m in history]) for k in history[0]}
+      scalars = TrainMetrics.single_from_model_output(**stacked).compute()
+      scalars = {k: float(v) for k, v in scalars.items()}
+      stats = progress.report(done)
+      scalars |= stats | {"lr": float(lr(done))}
+      writer.write_scalars(done, scalars)
+      log.info(progress.line(done, stats, loss=scalars["loss"]))
+      history, first = [], done
+    if done % tc.checkpoint_every == 0 or done == total:
+      checkpoint.save(manager, done, state, {"step": done})
+  manager.wait_until_finished()
+  writer.close()
+  return state
