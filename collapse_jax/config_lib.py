@@ -5,6 +5,11 @@ field exists (unknown `--config.x` overrides are rejected by ml_collections) and
 `validate` can name any bad value together with the fix.
 """
 
+import json
+import os
+import shutil
+
+import jax
 import ml_collections
 
 from collapse_jax.models.unet import PRESETS
@@ -63,7 +68,8 @@ def validate(config, image_shape: tuple[int, ...] | None = None) -> None:
                 "model.norm_groups", "model.head_dim"):
     section, name = field.split(".")
     value = config[section][name]
-    _check(isinstance(value, int) and value > 0, field, f"must be a positive integer, got {value!r}.")
+    _check(isinstance(value, int) and value > 0, field,
+           f"must be a positive integer, got {value!r}.")
   channels = tuple(config.model.channels)
   _check(len(channels) >= 1 and all(c > 0 for c in channels), "model.channels",
          f"widths must be positive, got {channels}.")
@@ -94,3 +100,39 @@ def validate(config, image_shape: tuple[int, ...] | None = None) -> None:
     _check(h % factor == 0 and w % factor == 0, "model.channels",
            f"{levels} levels downsample by {factor}, which does not divide the "
            f"{h}x{w} images; use fewer levels or resize the data.")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out |= _flatten(v, f"{prefix}{k}.")
+    else:
+      out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+  return out
+
+
+def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
+  """Writes workdir/config.json; refuses a workdir that holds a run of another config.
+
+  A resumed run must continue the same experiment: if the stored config differs, the error
+  names the differing fields; `overwrite=True` deletes the old run and starts afresh.
+  """
+  path = os.path.join(workdir, "config.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      old = _flatten(json.load(f))
+    new = _flatten(json.loads(config.to_json()))
+    diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if diff and not overwrite:
+      shown = ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in diff[:8])
+      raise ValueError(
+          f"workdir {workdir} holds a run with a different config: {shown}. Use another "
+          "--workdir, or pass --overwrite to delete that run and start again."
+      )
+    if diff and overwrite and jax.process_index() == 0:
+      shutil.rmtree(workdir)
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    with open(path, "w") as f:
+      f.write(config.to_json(indent=2))

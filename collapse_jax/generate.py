@@ -25,7 +25,7 @@ def _sample_chunk(params, rng, labels, schedule, *, model, shape, method, num_st
   return sampling.ddim_sample(eps_fn, schedule, noise, step_rng, num_steps, eta, clip_x0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compiled_sampler(
     mesh: Mesh, model: nn.Module, shape: tuple, method: str, num_steps: int, eta: float,
     guidance_scale: float, clip_x0: bool,

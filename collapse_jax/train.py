@@ -18,20 +18,17 @@ from collapse_jax.training import fit, schedule_from_config
 log = logging.getLogger(__name__)
 
 
-def train_and_evaluate(config, workdir: str) -> np.ndarray:
+def train_and_evaluate(config, workdir: str, overwrite: bool = False) -> np.ndarray:
   """Trains on `config.data`, then samples `config.sample.num_images` images.
 
   Writes workdir/{config.json, train.jsonl, train.csv, samples.npz, samples.png} and
-  returns the samples in [-1, 1].
+  returns the samples in [-1, 1]. A workdir of another config is refused unless `overwrite`.
   """
   config_lib.validate(config)
   ds = load_dataset(config)
   image_shape = tuple(ds.images.shape[1:])
   config_lib.validate(config, image_shape)
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json(indent=2))
+  config_lib.prepare_workdir(config, workdir, overwrite)
 
   mesh = make_mesh(config.mesh)
   model = unet_from_config(config.model, image_shape, ds.num_classes)

@@ -28,7 +28,7 @@ def lr_schedule(lr: float, warmup_steps: int, total_steps: int) -> optax.Schedul
   )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _make_optimizer(
     lr: float,
     b1: float,

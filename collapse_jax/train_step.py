@@ -72,7 +72,7 @@ def train_step(
   return new_state, metrics
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def state_shardings(mesh: Mesh, model: nn.Module, tx, image_shape: tuple, ema: bool):
   """NamedShardings of the train state: large params/moments over `fsdp`, rest replicated."""
   init = functools.partial(init_state, model=model, tx=tx, image_shape=image_shape, ema=ema)
@@ -80,7 +80,7 @@ def state_shardings(mesh: Mesh, model: nn.Module, tx, image_shape: tuple, ema: b
   return sharding.tree_shardings(abstract, mesh)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jitted_init(mesh, model, tx, image_shape, ema):
   init = functools.partial(init_state, model=model, tx=tx, image_shape=image_shape, ema=ema)
   return jax.jit(init, out_shardings=state_shardings(mesh, model, tx, image_shape, ema))
@@ -93,7 +93,7 @@ def create_state(
   return _jitted_init(mesh, model, tx, tuple(image_shape), ema)(rng)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compiled_train_step(
     mesh: Mesh, model: nn.Module, tx, image_shape: tuple, ema_decay: float, label_dropout: float
 ):

@@ -12,13 +12,14 @@ from collapse_jax.train import train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, samples.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete a workdir run of another config.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   del argv
   logs.setup()
-  train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  train_and_evaluate(_CONFIG.value, _WORKDIR.value, _OVERWRITE.value)
 
 
 if __name__ == "__main__":

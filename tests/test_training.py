@@ -1,0 +1,139 @@
+"""The training loop: overfitting a small set, NaN errors, kill-and-resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from collapse_jax import config_lib
+from collapse_jax.data import load_digits, make_batch_dataset
+from collapse_jax.metrics.writer import read_jsonl
+from collapse_jax.models.unet import unet_from_config
+from collapse_jax.sharding import make_mesh
+from collapse_jax.train import train_and_evaluate
+from collapse_jax.training import fit
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "configs"))
+import digits as digits_config  # noqa: E402
+
+
+def smoke_config(**train):
+  config = digits_config.get_config("smoke")
+  config.train.update(train)
+  return config
+
+
+def test_overfits_a_small_subset_and_samples_are_in_range(tmp_path):
+  config = smoke_config(num_steps=300, batch_size=32, log_every=50, checkpoint_every=300)
+  config.data.max_examples = 64
+  config.model.channels = (16, 32)
+  config.optim.lr = 2e-3
+  config.optim.warmup_steps = 20
+  config.sample.num_images = 32
+  samples = train_and_evaluate(config, str(tmp_path))
+  losses = [r["loss"] for r in read_jsonl(str(tmp_path / "train.jsonl"))]
+  assert len(losses) == 6
+  assert losses[-1] < 0.35 * losses[0], losses
+  assert samples.shape == (32, 8, 8, 1)
+  assert np.isfinite(samples).all() and samples.min() >= -1 and samples.max() <= 1
+  assert (tmp_path / "samples.png").exists() and (tmp_path / "train.csv").exists()
+
+
+def test_nan_loss_names_the_step(tmp_path):
+  config = smoke_config(num_steps=20, batch_size=16, log_every=10, checkpoint_every=100)
+  images, _ = load_digits()
+  images = images[:64].copy()
+  images[37] = np.nan
+  dataset = make_batch_dataset(64, 16, config.seed)
+  first_bad = next(s for s in range(20) if 37 in np.asarray(dataset[s]))
+  mesh = make_mesh(config.mesh)
+  model = unet_from_config(config.model, (8, 8, 1), 10)
+  with jax.set_mesh(mesh):
+    with pytest.raises(FloatingPointError, match=f"at step {first_bad}\\b"):
+      fit(config, {"image": images}, str(tmp_path), mesh, model, jax.random.key(0))
+
+
+def run_train(workdir, *overrides):
+  cmd = [sys.executable, os.path.join(REPO, "scripts/train.py"),
+         "--config", os.path.join(REPO, "configs/digits.py:smoke"), "--workdir", str(workdir),
+         "--config.train.num_steps=200", "--config.train.checkpoint_every=20",
+         "--config.train.log_every=10", *overrides]
+  return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_and_resume_equals_uninterrupted_run(tmp_path):
+  full = run_train(tmp_path / "full")
+  assert full.wait(timeout=600) == 0, full.stderr.read()
+
+  killed_dir = tmp_path / "killed"
+  proc = run_train(killed_dir)
+  ckpt = killed_dir / "checkpoints"
+  deadline = time.time() + 600
+  while not (ckpt / "60").exists() and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+  assert not (ckpt / "200").exists()
+
+  resumed = run_train(killed_dir)
+  assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+  a = np.load(tmp_path / "full" / "samples.npz")["images"]
+  b = np.load(killed_dir / "samples.npz")["images"]
+  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  rows_full = read_jsonl(str(tmp_path / "full" / "train.jsonl"))
+  rows_resumed = read_jsonl(str(killed_dir / "train.jsonl"))
+  assert [r["step"] for r in rows_resumed] == [r["step"] for r in rows_full]
+  np.testing.assert_allclose([r["loss"] for r in rows_resumed],
+                             [r["loss"] for r in rows_full], rtol=1e-5)
+
+
+def test_bad_config_values_name_the_field():
+  cases = [
+      ("train.batch_size", -4, "config.train.batch_size"),
+      ("model.norm_groups", 5, "config.model.channels"),
+      ("sample.method", "euler", "config.sample.method"),
+  ]
+  for field, value, expected in cases:
+    config = digits_config.get_config()
+    section, name = field.split(".")
+    config[section][name] = value
+    with pytest.raises(ValueError, match=expected.replace(".", r"\.")):
+      config_lib.validate(config, (8, 8, 1))
+  config = digits_config.get_config()
+  config.model.channels = (16, 32, 32, 32, 32)
+  with pytest.raises(ValueError, match=r"config\.model\.channels.*8x8"):
+    config_lib.validate(config, (8, 8, 1))
+
+
+def test_cli_rejects_unknown_field(tmp_path):
+  proc = run_train(tmp_path, "--config.train.num_stepz=3")
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode != 0 and "num_stepz" in err
+
+
+def test_real_datasets_say_what_is_missing():
+  config = digits_config.get_config()
+  config.data.name = "cifar10"
+  from collapse_jax.data import load_dataset
+  with pytest.raises(FileNotFoundError, match="config.data.path"):
+    load_dataset(config)
+
+
+def test_workdir_of_another_config_is_refused(tmp_path):
+  config = digits_config.get_config("smoke")
+  config_lib.prepare_workdir(config, str(tmp_path))
+  (tmp_path / "marker").write_text("old run")
+  config_lib.prepare_workdir(config, str(tmp_path))  # same config: fine, kept
+  assert (tmp_path / "marker").exists()
+  config.train.num_steps = 7
+  with pytest.raises(ValueError, match=r"train\.num_steps \(4 -> 7\).*--overwrite"):
+    config_lib.prepare_workdir(config, str(tmp_path))
+  config_lib.prepare_workdir(config, str(tmp_path), overwrite=True)
+  assert not (tmp_path / "marker").exists()
