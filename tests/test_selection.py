@@ -1,0 +1,124 @@
+"""Greedy and threshold-decay selection: references, invariants, sharding."""
+
+import jax
+import numpy as np
+import pytest
+
+from collapse_jax.entropy import kl_entropy
+from collapse_jax.selection import (
+    greedy_select,
+    no_select,
+    random_select,
+    threshold_decay_select,
+)
+from collapse_jax.sharding import make_mesh
+
+
+def numpy_farthest_point(x, n_select, start):
+  x = x.astype(np.float64)
+  selected = [start]
+  mind = np.linalg.norm(x - x[start], axis=1)
+  for _ in range(n_select - 1):
+    g = int(np.argmax(mind))
+    selected.append(g)
+    mind = np.minimum(mind, np.linalg.norm(x - x[g], axis=1))
+  return np.array(selected)
+
+
+def fresh(n, d):
+  return np.random.default_rng().normal(size=(n, d)).astype(np.float32)
+
+
+def test_greedy_equals_numpy_reference():
+  x = fresh(777, 20)
+  start = int(np.random.default_rng().integers(777))
+  sel = np.asarray(greedy_select(x, 150, start=start))
+  assert sel.dtype == np.int32
+  np.testing.assert_array_equal(sel, numpy_farthest_point(x, 150, start))
+
+
+def test_greedy_has_higher_entropy_than_random():
+  x = fresh(2000, 8)
+  greedy = np.asarray(greedy_select(x, 300, key=jax.random.key(0)))
+  rand = np.asarray(random_select(2000, 300, jax.random.key(1)))
+  assert len(set(greedy.tolist())) == 300
+  assert kl_entropy(x[greedy]) > kl_entropy(x[rand]) + 0.5
+
+
+@pytest.mark.parametrize("every_pass", [False, True])
+def test_threshold_invariants(every_pass):
+  x = fresh(600, 6)
+  sel, taus = threshold_decay_select(x, 200, 6.0, 0.9, key=jax.random.key(3),
+                                     decay_every_pass=every_pass, return_thresholds=True)
+  sel, taus = np.asarray(sel), np.asarray(taus)
+  assert len(set(sel.tolist())) == 200 and sel.dtype == np.int32
+  for t in range(1, 200):
+    dmin = np.linalg.norm(x[sel[:t]] - x[sel[t]], axis=1).min()
+    assert dmin > taus[t] * (1 - 1e-5), (t, dmin, taus[t])
+  assert np.all(np.diff(taus[1:]) <= 0) and taus[1] <= 6.0
+  # tau really decays from tau0 in factors of 0.9.
+  k = np.log(taus[1:] / 6.0) / np.log(0.9)
+  np.testing.assert_allclose(k, np.round(k), atol=1e-3)
+
+
+def numpy_threshold_decay(x, n_select, tau0, decay, order, every_pass):
+  """Algorithm 2 written plainly: passes over `order`, D starting with order[0]."""
+  x = x.astype(np.float64)
+  selected, taus, tau = [int(order[0])], [0.0], tau0
+  while len(selected) < n_select:
+    added = 0
+    for j in order:
+      if j in selected:
+        continue
+      if np.linalg.norm(x[selected] - x[j], axis=1).min() > tau:
+        selected.append(int(j))
+        taus.append(tau)
+        added += 1
+        if len(selected) == n_select:
+          break
+    if every_pass or added == 0:
+      tau *= decay
+  return np.array(selected), np.array(taus)
+
+
+@pytest.mark.parametrize("every_pass", [False, True])
+def test_threshold_equals_plain_reference(every_pass):
+  x = fresh(300, 3)
+  key = jax.random.key(int(np.random.default_rng().integers(1000)))
+  order = np.asarray(jax.random.permutation(jax.random.split(key)[0], 300))
+  sel, taus = threshold_decay_select(x, 80, 3.0, 0.8, key=key, decay_every_pass=every_pass,
+                                     return_thresholds=True)
+  ref_sel, ref_taus = numpy_threshold_decay(x, 80, 3.0, 0.8, order, every_pass)
+  np.testing.assert_array_equal(sel, ref_sel)
+  np.testing.assert_allclose(taus, ref_taus, rtol=1e-5)
+
+
+def test_threshold_terminates_on_a_pool_of_duplicates():
+  x = np.repeat(fresh(5, 4), 40, axis=0)
+  sel = np.asarray(threshold_decay_select(x, 60, 100.0, 0.5, key=jax.random.key(0)))
+  assert len(set(sel.tolist())) == 60
+  # The five distinct points come first; duplicates only fill the rest.
+  assert len({tuple(r) for r in x[sel[:5]]}) == 5
+
+
+def test_sharded_equals_single_device(devices):
+  x = fresh(1003, 16)  # does not divide over 8 devices: the pool is padded
+  mesh = make_mesh({"data": 8, "fsdp": 1}, devices)
+  np.testing.assert_array_equal(greedy_select(x, 120, start=11, mesh=mesh),
+                                greedy_select(x, 120, start=11))
+  key = jax.random.key(5)
+  np.testing.assert_array_equal(
+      threshold_decay_select(x, 150, 8.0, 0.95, key=key, mesh=mesh),
+      threshold_decay_select(x, 150, 8.0, 0.95, key=key))
+
+
+def test_baselines_and_errors():
+  assert np.array_equal(no_select(4), np.arange(4))
+  r = np.asarray(random_select(100, 30, jax.random.key(0)))
+  assert len(set(r.tolist())) == 30 and r.max() < 100
+  with pytest.raises(ValueError, match="n_select=11"):
+    greedy_select(fresh(10, 2), 11)
+  with pytest.raises(ValueError, match="NaN"):
+    greedy_select(np.full((10, 2), np.nan, np.float32), 3)
+  with pytest.raises(ValueError, match="decay"):
+    threshold_decay_select(fresh(10, 2), 3, 1.0, 1.5)
