@@ -16,7 +16,9 @@ $(BIN)/activate: pyproject.toml
 setup: $(BIN)/activate
 
 run: setup
-	$(BIN)/python scripts/train.py --config configs/digits.py --workdir $(WORKDIR) $(ARGS)
+	$(BIN)/python scripts/recursive.py --config configs/digits.py --workdir $(WORKDIR)/vanilla $(ARGS)
+	$(BIN)/python scripts/recursive.py --config configs/digits.py:greedy --workdir $(WORKDIR)/greedy $(ARGS)
+	$(BIN)/python scripts/compare.py $(WORKDIR)/vanilla $(WORKDIR)/greedy --out $(WORKDIR)
 
 test: setup
 	$(BIN)/ruff check .

@@ -61,7 +61,7 @@ def time_torch(batch: int, steps: int) -> dict | None:
     print(f"(no {BENCH_PYTHON}: run `make bench` to create the reference environment)")
     return None
   out = subprocess.run(
-      [BENCH_PYTHON, os.path.join(HERE, "torch_reference.py"), "train_step",
+      [BENCH_PYTHON, os.path.join(HERE, "references.py"), "train_step",
        "--batch", str(batch), "--steps", str(steps)],
       check=True, capture_output=True, text=True,
   )

@@ -52,6 +52,21 @@ def base_config() -> ml_collections.ConfigDict:
       num_images=64,  # scripts/train.py: images written after training
   )
   c.mesh = dict(data=-1, fsdp=1)  # -1: the devices left over
+  c.loop = dict(
+      generations=8,
+      paradigm="replace",  # replace | accumulate | accumulate_all | fresh
+      selection="none",  # none | random | greedy | threshold
+      n_train=0,  # N, the training-set size; 0 = every real image
+      pool_factor=1,  # each model generates pool_factor * N candidates (paper: 2 with selection)
+      fresh_fraction=0.0,  # fresh: fraction of each training set drawn from real data
+      tau0=2000.0,  # threshold decay, pixel space at 32x32x3 (paper)
+      decay=0.95,
+      decay_every_pass=False,  # True: the authors' code (decay after every pass)
+      select_per_class=True,  # class-conditional runs select within each class
+      features="pixels",  # the space of entropy, selection and generalization score
+      gen_score_samples=1000,
+      nn_panel=8,  # generated images shown beside their nearest training image
+  )
   return c
 
 
@@ -136,3 +151,27 @@ def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
     os.makedirs(workdir, exist_ok=True)
     with open(path, "w") as f:
       f.write(config.to_json(indent=2))
+
+
+LOOP_CHOICES = {
+    "paradigm": ("replace", "accumulate", "accumulate_all", "fresh"),
+    "selection": ("none", "random", "greedy", "threshold"),
+    "features": ("pixels",),
+}
+
+
+def validate_loop(config) -> None:
+  """Checks config.loop before any training; errors name the field and the choices."""
+  lc = config.loop
+  for field, choices in LOOP_CHOICES.items():
+    hint = " (DINOv2 features need the encoder weights; not in this version)" if (
+        field == "features") else ""
+    _check(lc[field] in choices, f"loop.{field}", f"{lc[field]!r} is not one of {choices}{hint}.")
+  _check(isinstance(lc.generations, int) and lc.generations >= 1, "loop.generations",
+         "must be an integer >= 1.")
+  _check(lc.n_train >= 0, "loop.n_train", "must be >= 0 (0 = all real images).")
+  _check(lc.pool_factor >= 1, "loop.pool_factor",
+         f"{lc.pool_factor}: the pool (pool_factor x N) must hold at least N images.")
+  _check(0.0 <= lc.fresh_fraction <= 1.0, "loop.fresh_fraction", "lambda must be in [0, 1].")
+  _check(lc.tau0 > 0 and 0 < lc.decay < 1, "loop.decay", "need tau0 > 0 and 0 < decay < 1.")
+  _check(lc.gen_score_samples > 0, "loop.gen_score_samples", "must be positive.")

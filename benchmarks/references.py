@@ -1,0 +1,143 @@
+"""The references users would otherwise run, timed for the benchmarks (in .venv-bench only).
+
+  .venv-bench/bin/python benchmarks/references.py train_step --batch 128 --steps 3
+  .venv-bench/bin/python benchmarks/references.py entropy --data X.npy --repeats 3
+  .venv-bench/bin/python benchmarks/references.py fps --data X.npy --n-select 5000
+
+Prints one JSON line with the measurements, so the JAX benchmarks can compute ratios.
+"""
+
+import argparse
+import json
+import time
+
+import torch
+
+
+def unet48():
+  from diffusers import UNet2DModel
+
+  return UNet2DModel(
+      sample_size=32, in_channels=3, out_channels=3, layers_per_block=2,
+      block_out_channels=(48, 48, 96, 96, 192, 192), norm_num_groups=16,
+      down_block_types=("DownBlock2D",) * 4 + ("AttnDownBlock2D", "DownBlock2D"),
+      up_block_types=("UpBlock2D", "AttnUpBlock2D") + ("UpBlock2D",) * 4,
+  )
+
+
+def train_step(batch: int, steps: int) -> dict:
+  """The authors' step: AdamW(1e-4, (0.95, 0.999)), eps MSE, grad clip 1.0, fp32 on CPU."""
+  model = unet48()
+  opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.95, 0.999), weight_decay=1e-6)
+  abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000), 0)
+  x0 = torch.rand(batch, 3, 32, 32) * 2 - 1
+
+  def step():
+    t = torch.randint(0, 1000, (batch,))
+    noise = torch.randn_like(x0)
+    a = abar[t].view(-1, 1, 1, 1)
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    loss = torch.nn.functional.mse_loss(model(xt, t).sample, noise)
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+  step()  # warm-up
+  times = []
+  for _ in range(steps):
+    t0 = time.perf_counter()
+    step()
+    times.append(time.perf_counter() - t0)
+  n_params = sum(p.numel() for p in model.parameters())
+  return {"images_per_sec": batch / sorted(times)[len(times) // 2], "params": n_params,
+          "threads": torch.get_num_threads()}
+
+
+def _median_time(fn, repeats):
+  times, out = [], None
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    out = fn()
+    times.append(time.perf_counter() - t0)
+  return sorted(times)[len(times) // 2], out
+
+
+def _kl(r, n, d, k=1):
+  import numpy as np
+  from scipy import special
+
+  log_cd = d / 2 * np.log(np.pi) - special.gammaln(d / 2 + 1)
+  return float(special.digamma(n) - special.digamma(k) + log_cd
+               + d / n * np.sum(np.log(r.astype(np.float64) + 1e-10)))
+
+
+def entropy(path: str, repeats: int) -> dict:
+  """KL entropy (k=1) via scikit-learn NearestNeighbors (the authors') and faiss IndexFlatL2."""
+  import numpy as np
+  from sklearn.neighbors import NearestNeighbors
+
+  x = np.load(path)
+  n, d = x.shape
+
+  def sk():
+    dist, _ = NearestNeighbors(n_neighbors=2).fit(x).kneighbors(x)
+    return _kl(dist[:, 1], n, d)
+
+  out = {}
+  out["sklearn_s"], out["sklearn_H"] = _median_time(sk, repeats)
+  try:
+    import faiss
+  except ImportError:
+    return out
+
+  def fa():
+    index = faiss.IndexFlatL2(d)
+    index.add(x)
+    dist2, _ = index.search(x, 2)
+    return _kl(np.sqrt(np.maximum(dist2[:, 1], 0)), n, d)
+
+  out["faiss_s"], out["faiss_H"] = _median_time(fa, repeats)
+  out["faiss_threads"] = faiss.omp_get_max_threads()
+  return out
+
+
+def fps(path: str, n_select: int, repeats: int) -> dict:
+  """A PyTorch farthest-point loop like the authors' greedy selection."""
+  import numpy as np
+
+  x = torch.from_numpy(np.load(path))
+
+  def run():
+    selected = [0]
+    mind = torch.cdist(x, x[0:1]).squeeze(1)
+    for _ in range(n_select - 1):
+      g = int(torch.argmax(mind))
+      selected.append(g)
+      mind = torch.minimum(mind, torch.cdist(x, x[g : g + 1]).squeeze(1))
+    return selected
+
+  t, sel = _median_time(run, repeats)
+  return {"torch_fps_s": t, "first": sel[:10]}
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("what", choices=["train_step", "entropy", "fps"])
+  parser.add_argument("--batch", type=int, default=128)
+  parser.add_argument("--steps", type=int, default=3)
+  parser.add_argument("--data", default="")
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--n-select", type=int, default=5000)
+  args = parser.parse_args()
+  if args.what == "train_step":
+    result = train_step(args.batch, args.steps)
+  elif args.what == "entropy":
+    result = entropy(args.data, args.repeats)
+  else:
+    result = fps(args.data, args.n_select, args.repeats)
+  print(json.dumps(result))
+
+
+if __name__ == "__main__":
+  main()

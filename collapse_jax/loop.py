@@ -1,0 +1,221 @@
+"""The self-consuming loop: train -> generate -> embed -> select -> next training set.
+
+State at every phase boundary (generation, phase, current training set, all pools, metrics
+so far) is an orbax checkpoint in workdir/loop_state; models checkpoint inside
+workdir/gen_XX/model. Re-running the same command after a kill continues where it stopped
+and gives the same results; random numbers derive from (seed, generation) only.
+"""
+
+import logging
+import os
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from collapse_jax import config_lib, report
+from collapse_jax.data import load_dataset
+from collapse_jax.generate import generate
+from collapse_jax.images import to_uint8
+from collapse_jax.metrics import collapse
+from collapse_jax.metrics.writer import MetricWriter, read_jsonl
+from collapse_jax.models.unet import unet_from_config
+from collapse_jax.paradigms import ImageSet, next_training_set
+from collapse_jax.selection import greedy_select, threshold_decay_select
+from collapse_jax.sharding import make_mesh
+from collapse_jax.training import fit, schedule_from_config
+
+log = logging.getLogger(__name__)
+
+
+def features(images: np.ndarray) -> np.ndarray:
+  """The active feature space: flattened pixels on the paper's 0-255 scale."""
+  return images.reshape(len(images), -1).astype(np.float32)
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+  return images.astype(np.float32) / 127.5 - 1.0
+
+
+def make_select_fn(lc, mesh):
+  """select(candidates, n, rng) -> indices, by config.loop.selection (within each class)."""
+
+  def select_flat(cands: ImageSet, n: int, rng: np.random.Generator) -> np.ndarray:
+    if lc.selection == "none":
+      return np.arange(n)
+    if lc.selection == "random":
+      return rng.choice(len(cands), n, replace=False)
+    x = features(cands.images)
+    if lc.selection == "greedy":
+      return np.asarray(greedy_select(x, n, start=int(rng.integers(len(x))), mesh=mesh))
+    key = jax.random.key(int(rng.integers(2**31)))
+    return np.asarray(threshold_decay_select(
+        x, n, lc.tau0, lc.decay, key=key, decay_every_pass=lc.decay_every_pass, mesh=mesh))
+
+  def select(cands: ImageSet, n: int, rng: np.random.Generator) -> np.ndarray:
+    if cands.labels is None or not lc.select_per_class:
+      return select_flat(cands, n, rng)
+    classes = np.unique(cands.labels)
+    out = []
+    for i, c in enumerate(classes):
+      members = np.flatnonzero(cands.labels == c)
+      want = min(n // len(classes) + (i < n % len(classes)), len(members))
+      out.append(members[select_flat(cands.take(members), want, rng)])
+    return np.concatenate(out)
+
+  return select
+
+
+def _pack(s: ImageSet) -> dict:
+  d = {"images": s.images, "sources": s.sources}
+  if s.labels is not None:
+    d["labels"] = s.labels
+  return d
+
+
+def _unpack(d: dict) -> ImageSet:
+  labels = np.asarray(d["labels"]) if "labels" in d else None
+  return ImageSet(np.asarray(d["images"]), labels, np.asarray(d["sources"]))
+
+
+def _save(manager, step: int, current: ImageSet, pools: list[ImageSet], meta: dict) -> None:
+  arrays = {"current": _pack(current), "pools": [_pack(p) for p in pools]}
+  manager.save(step, args=ocp.args.Composite(
+      arrays=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)))
+  manager.wait_until_finished()
+
+
+def _restore(manager):
+  step = manager.latest_step()
+  if step is None:
+    return None
+  r = manager.restore(step, args=ocp.args.Composite(
+      arrays=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+  arrays = jax.tree.map(np.asarray, r["arrays"])
+  return _unpack(arrays["current"]), [_unpack(p) for p in arrays["pools"]], r["meta"]
+
+
+def _sync_rows(path_dir: str, rows: list[dict]) -> None:
+  """Appends the finished generations' rows missing from metrics.jsonl (never rewrites)."""
+  have = {r["generation"] for r in read_jsonl(os.path.join(path_dir, "metrics.jsonl"))}
+  writer = MetricWriter(path_dir, "metrics")
+  for row in rows:
+    if row["generation"] not in have:
+      writer.write_scalars(row["generation"], row)
+  writer.close()
+
+
+def generation_metrics(gen, current, pool, nxt, real_feats, lc, mesh) -> dict:
+  """The paper's measures for generation `gen` (model trained on `current`, sampled `pool`)."""
+  f_train, f_pool, f_next = features(current.images), features(pool.images), features(nxt.images)
+  mu_r, s_r = real_feats
+  mu_p, s_p = collapse.gaussian_stats(f_pool)
+  row = {
+      "generation": gen,
+      "train_entropy": collapse.entropy(f_train, mesh),
+      "pool_entropy": collapse.entropy(f_pool, mesh),
+      "selected_entropy": collapse.entropy(f_next, mesh),
+      "gen_score": collapse.generalization_score(f_pool, f_train, pixel_mse=True,
+                                                 max_samples=lc.gen_score_samples),
+      "pixel_variance": collapse.pixel_variance(f_pool),
+      "fd_real": collapse.frechet_distance(mu_p, s_p, mu_r, s_r),
+      "train_size": len(current),
+  }
+  total = len(current)
+  for name, count in current.source_counts().items():
+    row[f"frac_{name}"] = count / total
+  return row
+
+
+def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
+  """Runs config.loop.generations generations; returns the per-generation metric rows."""
+  config_lib.validate(config)
+  config_lib.validate_loop(config)
+  lc = config.loop
+  ds = load_dataset(config)
+  image_shape = tuple(ds.images.shape[1:])
+  config_lib.validate(config, image_shape)
+  config_lib.prepare_workdir(config, workdir, overwrite)
+  mesh = make_mesh(config.mesh)
+  model = unet_from_config(config.model, image_shape, ds.num_classes)
+  conditional = bool(model.num_classes)
+
+  order = np.random.default_rng(config.seed).permutation(len(ds.images))
+  n = lc.n_train or len(ds.images)
+  if n > len(ds.images):
+    raise ValueError(f"config.loop.n_train={n} exceeds the {len(ds.images)} real images.")
+  order = order[:n]
+  real = ImageSet(to_uint8(ds.images[order]), ds.labels[order] if conditional else None,
+                  np.zeros(n, np.int32))
+  real_feats = collapse.gaussian_stats(features(real.images))
+  pool_size = n * lc.pool_factor
+  select = make_select_fn(lc, mesh)
+  G = lc.generations
+
+  manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "loop_state")),
+                                  options=ocp.CheckpointManagerOptions(max_to_keep=2))
+  restored = _restore(manager)
+  if restored is None:
+    current, pools, meta = real, [], {"generation": 0, "phase": "train", "rows": []}
+    _save(manager, 0, current, pools, meta)
+  else:
+    current, pools, meta = restored
+  if meta["generation"] >= G:
+    log.info("%s already finished all %d generations; nothing to do.", workdir, G)
+    _sync_rows(workdir, meta["rows"])
+    return meta["rows"]
+  if restored is not None:
+    log.info("resuming at generation %d/%d, phase %s", meta["generation"] + 1, G, meta["phase"])
+
+  schedule = schedule_from_config(config)
+  while meta["generation"] < G:
+    g = meta["generation"]
+    gen_dir = os.path.join(workdir, f"gen_{g + 1:02d}")
+    key = jax.random.fold_in(jax.random.key(config.seed), g)
+    train_key, sample_key = jax.random.split(key)
+    prefix = f"[gen {g + 1}/{G}] "
+    if meta["phase"] == "train":
+      t0 = time.perf_counter()
+      arrays = {"image": to_float(current.images)}
+      if conditional:
+        arrays["label"] = current.labels
+      with jax.set_mesh(mesh):
+        state = fit(config, arrays, os.path.join(gen_dir, "model"), mesh, model, train_key,
+                    log_prefix=prefix + "train ")
+        t1 = time.perf_counter()
+        params = state.ema_params if state.ema_params is not None else state.params
+        labels = np.arange(pool_size, dtype=np.int32) % ds.num_classes if conditional else None
+        log.info("%sgenerating %d images", prefix, pool_size)
+        images = generate(params, sample_key, pool_size, mesh=mesh, model=model,
+                          schedule=schedule, image_shape=image_shape,
+                          sample_config=config.sample, labels=labels)
+      pool = ImageSet(to_uint8(images), labels, np.full(pool_size, g + 1, np.int32))
+      t2 = time.perf_counter()
+      log.info("%s%d images in %.1fs (%.0f images/s)", prefix, pool_size, t2 - t1,
+               pool_size / (t2 - t1))
+      meta |= {"phase": "select", "train_s": t1 - t0, "generate_s": t2 - t1}
+      # Only accumulate draws from old pools; the other paradigms keep just the newest.
+      pools = (pools if lc.paradigm == "accumulate" else []) + [pool]
+      _save(manager, 2 * g + 1, current, pools, meta)
+    t0 = time.perf_counter()
+    pool = pools[-1]
+    rng = np.random.default_rng([config.seed, g])
+    nxt = next_training_set(lc.paradigm, current=current, real=real, pools=pools, n=n,
+                            select=select, vanilla=lc.selection == "none",
+                            fresh_fraction=lc.fresh_fraction, rng=rng)
+    t1 = time.perf_counter()
+    row = generation_metrics(g + 1, current, pool, nxt, real_feats, lc, mesh)
+    row |= {"train_s": meta.get("train_s", 0.0), "generate_s": meta.get("generate_s", 0.0),
+            "select_s": t1 - t0, "metrics_s": time.perf_counter() - t1}
+    report.write_generation(gen_dir, current, pool, lc.nn_panel)
+    log.info("%sentropy train %.1f pool %.1f selected %.1f | gen score %.1f | FD %.1f", prefix,
+             row["train_entropy"], row["pool_entropy"], row["selected_entropy"],
+             row["gen_score"], row["fd_real"])
+    meta = {"generation": g + 1, "phase": "train", "rows": meta["rows"] + [row]}
+    _save(manager, 2 * g + 2, nxt, pools, meta)
+    _sync_rows(workdir, meta["rows"])
+    current = nxt
+  manager.close()
+  report.write_report(workdir, config, meta["rows"])
+  return meta["rows"]

@@ -1,0 +1,93 @@
+"""Pictures and the summary page of a recursive run: grids, nearest-neighbour panels, plots."""
+
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from collapse_jax.images import save_grid  # noqa: E402
+from collapse_jax.knn import knn  # noqa: E402
+
+PLOTS = {
+    "entropy": ("train_entropy", "pool_entropy", "selected_entropy"),
+    "gen_score": ("gen_score",),
+    "fd_real": ("fd_real",),
+}
+
+
+def _to_float(images: np.ndarray) -> np.ndarray:
+  return images.astype(np.float32) / 127.5 - 1.0
+
+
+def _scale(images) -> int:
+  return max(1, 64 // images.shape[1])
+
+
+def write_generation(gen_dir: str, train, pool, n_panel: int) -> None:
+  """gen_dir/samples.png (64 samples) and nearest.png (samples over their nearest train image)."""
+  os.makedirs(gen_dir, exist_ok=True)
+  save_grid(_to_float(pool.images[:64]), os.path.join(gen_dir, "samples.png"),
+            scale=_scale(pool.images))
+  flat = lambda x: x.reshape(len(x), -1).astype(np.float32)
+  k = min(n_panel, len(pool))
+  _, idx = knn(flat(pool.images[:k]), flat(train.images), 1)
+  pair = np.concatenate([pool.images[:k], train.images[np.asarray(idx[:, 0])]])
+  save_grid(_to_float(pair), os.path.join(gen_dir, "nearest.png"), ncol=k,
+            scale=_scale(pool.images))
+
+
+def plot_rows(rows_by_run: dict[str, list[dict]], out_dir: str) -> list[str]:
+  """One PNG per measure with a line per (run, metric); returns the file names."""
+  names = []
+  for plot, keys in PLOTS.items():
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for run, rows in rows_by_run.items():
+      gens = [r["generation"] for r in rows]
+      for key in keys:
+        label = key if len(rows_by_run) == 1 else f"{run}: {key}"
+        ax.plot(gens, [r[key] for r in rows], marker="o", label=label)
+    ax.set_xlabel("generation")
+    ax.set_ylabel(plot)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    name = f"{plot}.png"
+    fig.savefig(os.path.join(out_dir, name), dpi=110)
+    plt.close(fig)
+    names.append(name)
+  return names
+
+
+def table(rows: list[dict], keys=("generation", "train_entropy", "pool_entropy",
+                                  "selected_entropy", "gen_score", "fd_real",
+                                  "pixel_variance")) -> str:
+  """A markdown table of the per-generation metrics."""
+  fmt = lambda v: f"{v:.1f}" if isinstance(v, float) else str(v)
+  lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+  lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
+  return "\n".join(lines)
+
+
+def write_report(workdir: str, config, rows: list[dict]) -> None:
+  """Plots across generations and workdir/report.md with the table, pictures and config."""
+  plots = plot_rows({os.path.basename(os.path.abspath(workdir)): rows}, workdir)
+  lc = config.loop
+  parts = [
+      f"# Recursive run: {lc.paradigm}, selection {lc.selection}, "
+      f"{len(rows)} generations, N = {rows[0]['train_size'] if rows else '?'}",
+      "", table(rows), "",
+      *[f"![{p}]({p})" for p in plots], "",
+      "## Samples (top) and nearest training images (bottom)", "",
+  ]
+  for r in rows:
+    g = f"gen_{r['generation']:02d}"
+    parts += [f"### generation {r['generation']}", "",
+              f"![samples]({g}/samples.png) ![nearest]({g}/nearest.png)", ""]
+  parts += ["## Config", "", "```json", json.dumps(json.loads(config.to_json()), indent=2),
+            "```", ""]
+  with open(os.path.join(workdir, "report.md"), "w") as f:
+    f.write("\n".join(parts))
