@@ -1,0 +1,32 @@
+"""The paper's CIFAR-10 setting: UNet48, N = 32,768 at 32x32, ~128k steps, DDPM 1000 steps.
+
+  python scripts/recursive.py --config configs/cifar10.py --workdir runs/cifar10 \
+      --config.data.path=/path/to/tfds_data_dir [--config.loop.selection=greedy]
+
+Variants: `accumulate`, `greedy`, `threshold` (comma-separated). Needs an accelerator; the
+prepared TFDS data must already be on disk (nothing is downloaded).
+"""
+
+from collapse_jax.config_lib import base_config
+from collapse_jax.models.unet import PRESETS
+
+
+def get_config(arg=None):
+  variants = set(arg.split(",")) if arg else set()
+  config = base_config()
+  config.data.name = "cifar10"
+  config.model.channels = PRESETS["unet48"]
+  config.model.dtype = "bfloat16"
+  config.train.num_steps = 128_000
+  config.train.batch_size = 128
+  config.sample.method = "ddpm"
+  config.sample.batch_size = 1024
+  config.loop.generations = 8
+  config.loop.n_train = 32_768
+  if "accumulate" in variants:
+    config.loop.paradigm = "accumulate"
+  for selection in ("greedy", "threshold"):
+    if selection in variants:
+      config.loop.selection = selection
+      config.loop.pool_factor = 2
+  return config

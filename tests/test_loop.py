@@ -1,0 +1,113 @@
+"""End-to-end recursive runs of a tiny config, resume after SIGKILL, and input errors."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from collapse_jax.loop import run_recursive
+from collapse_jax.metrics.writer import read_jsonl
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "configs"))
+import digits  # noqa: E402
+import digits_cfg  # noqa: E402
+
+METRICS = ("train_entropy", "pool_entropy", "selected_entropy", "gen_score", "fd_real",
+           "pixel_variance")
+
+
+@pytest.mark.parametrize("paradigm,selection,conditional", [
+    ("replace", "none", False),
+    ("replace", "greedy", False),
+    ("replace", "threshold", True),
+    ("accumulate", "none", False),
+    ("accumulate", "greedy", False),
+    ("accumulate_all", "random", False),
+    ("fresh", "threshold", False),
+])
+def test_end_to_end(tmp_path, paradigm, selection, conditional):
+  config = (digits_cfg if conditional else digits).get_config("smoke")
+  config.loop.paradigm = paradigm
+  config.loop.selection = selection
+  config.loop.pool_factor = 1 if selection == "none" else 2
+  config.loop.fresh_fraction = 0.25 if paradigm == "fresh" else 0.0
+  rows = run_recursive(config, str(tmp_path))
+  assert [r["generation"] for r in rows] == [1, 2]
+  for r in rows:
+    assert all(math.isfinite(r[k]) for k in METRICS), r
+    fracs = sum(v for k, v in r.items() if k.startswith("frac_"))
+    assert abs(fracs - 1) < 1e-9
+  assert rows[0]["frac_real"] == 1.0
+  written = read_jsonl(str(tmp_path / "metrics.jsonl"))
+  assert [{k: v for k, v in r.items() if k != "step"} for r in written] == rows
+  for name in ("metrics.csv", "report.md", "entropy.png", "gen_score.png", "fd_real.png",
+               "gen_01/samples.png", "gen_02/nearest.png"):
+    assert (tmp_path / name).exists(), name
+  if paradigm == "accumulate" and selection == "none":
+    assert rows[1]["frac_real"] == 0.5 and rows[1]["frac_gen1"] == 0.5
+  if paradigm == "fresh":
+    assert rows[1]["frac_real"] == 0.25
+  if paradigm == "accumulate_all":
+    assert rows[1]["train_size"] == 2 * rows[0]["train_size"]
+
+
+def recursive(workdir, *overrides):
+  cmd = [sys.executable, os.path.join(REPO, "scripts/recursive.py"),
+         "--config", os.path.join(REPO, "configs/digits.py:smoke,greedy"),
+         "--workdir", str(workdir), "--config.train.num_steps=80",
+         "--config.train.checkpoint_every=10", *overrides]
+  return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def kill_when(proc, path, timeout=600):
+  deadline = time.time() + timeout
+  while not path.exists() and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+
+
+def test_sigkill_mid_training_and_at_a_phase_boundary_then_resume(tmp_path):
+  full = recursive(tmp_path / "full")
+  out, _ = full.communicate(timeout=900)
+  assert full.returncode == 0, out
+  expected = read_jsonl(str(tmp_path / "full" / "metrics.jsonl"))
+
+  run = tmp_path / "killed"
+  # Mid-training in generation 2, then right after generation 1's pool was saved.
+  kill_when(recursive(run), run / "gen_02" / "model" / "checkpoints" / "30")
+  resumed = recursive(run)
+  kill_when(resumed, run / "gen_02" / "samples.png")
+  final = recursive(run)
+  out, _ = final.communicate(timeout=900)
+  assert final.returncode == 0, out
+  got = read_jsonl(str(run / "metrics.jsonl"))
+  assert [r["generation"] for r in got] == [1, 2]
+  for a, b in zip(got, expected, strict=True):
+    for k in METRICS:
+      assert a[k] == pytest.approx(b[k], rel=1e-5), k
+
+  again = recursive(run)
+  out, _ = again.communicate(timeout=300)
+  assert again.returncode == 0 and "already finished" in out
+  assert read_jsonl(str(run / "metrics.jsonl")) == got
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("paradigm", "recycle", "config.loop.paradigm"),
+    ("selection", "kmeans", "config.loop.selection"),
+    ("pool_factor", 0, "config.loop.pool_factor"),
+    ("fresh_fraction", 1.5, "config.loop.fresh_fraction"),
+])
+def test_bad_loop_config_fails_before_training(tmp_path, field, value, message):
+  config = digits.get_config("smoke")
+  config.loop[field] = value
+  with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+    run_recursive(config, str(tmp_path))
+  assert not (tmp_path / "gen_01").exists()
