@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from collapse_jax import sharding
@@ -70,5 +71,7 @@ def generate(
       y = np.resize(labels[start : start + chunk], chunk).astype(np.int32)
       y = jax.device_put(y, batch_sh)
     images = fn(params, jax.random.fold_in(rng, i), y, schedule)
-    outputs.append(np.asarray(jax.device_get(images))[: num_images - start])
+    # Every process gets all images (a no-op gather on one host).
+    images = multihost_utils.process_allgather(images, tiled=True)
+    outputs.append(np.asarray(images)[: num_images - start])
   return np.concatenate(outputs)[:num_images]

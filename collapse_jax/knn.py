@@ -71,6 +71,15 @@ def _exact_sq(q: jax.Array, x: jax.Array, idx: jax.Array) -> jax.Array:
   return jnp.sum(diff * diff, axis=-1)
 
 
+def _finish(q, x, d2, idx, recompute: bool):
+  """Distances (not squared) of the k found neighbours, re-sorted after an exact recompute."""
+  if recompute:
+    d2 = _exact_sq(q, x, idx)
+    order = jnp.argsort(d2, axis=1)
+    d2, idx = jnp.take_along_axis(d2, order, 1), jnp.take_along_axis(idx, order, 1)
+  return jnp.sqrt(d2), idx
+
+
 @functools.partial(
     jax.jit, static_argnames=("k", "block_size", "exclude_self", "recompute", "approx")
 )
@@ -120,19 +129,15 @@ def knn(
     return best_d, best_i
 
   d2, idx = lax.map(query_block, jnp.arange(n_qb))
-  d2, idx = d2.reshape(-1, k)[:m], idx.reshape(-1, k)[:m]
-  if recompute:
-    d2 = _exact_sq(queries, base, idx)
-    order = jnp.argsort(d2, axis=1)
-    d2, idx = jnp.take_along_axis(d2, order, 1), jnp.take_along_axis(idx, order, 1)
-  return jnp.sqrt(d2), idx
+  return _finish(queries, base, d2.reshape(-1, k)[:m], idx.reshape(-1, k)[:m], recompute)
 
 
 def _reduce_k(t: jax.Array, axis: int, k: int) -> tuple[jax.Array, jax.Array]:
   """The k smallest entries of `t` along `axis` (ascending) and their positions."""
-  if k == 1:
+  if k == 1:  # one pass over the tile: the value is gathered at the argmin
     idx = jnp.argmin(t, axis=axis)
-    return jnp.min(t, axis=axis)[:, None], idx[:, None].astype(jnp.int32)
+    val = jnp.take_along_axis(t, jnp.expand_dims(idx, axis), axis=axis)
+    return val.reshape(-1, 1), idx[:, None].astype(jnp.int32)
   vals, idx = lax.top_k(-(t if axis == 1 else t.T), k)
   return -vals, idx.astype(jnp.int32)
 
@@ -181,9 +186,4 @@ def knn_self(
 
   init = (jnp.full((nb, b, k), _BIG), jnp.zeros((nb, b, k), jnp.int32))
   (d2, idx), _ = lax.scan(tile, init, pairs)
-  d2, idx = d2.reshape(-1, k)[:n], idx.reshape(-1, k)[:n]
-  if recompute:
-    d2 = _exact_sq(x, x, idx)
-    order = jnp.argsort(d2, axis=1)
-    d2, idx = jnp.take_along_axis(d2, order, 1), jnp.take_along_axis(idx, order, 1)
-  return jnp.sqrt(d2), idx
+  return _finish(x, x, d2.reshape(-1, k)[:n], idx.reshape(-1, k)[:n], recompute)

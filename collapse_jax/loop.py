@@ -15,7 +15,6 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from collapse_jax import config_lib, report
-from collapse_jax.data import load_dataset
 from collapse_jax.generate import generate
 from collapse_jax.images import to_uint8
 from collapse_jax.metrics import collapse
@@ -24,6 +23,7 @@ from collapse_jax.models.unet import unet_from_config
 from collapse_jax.paradigms import ImageSet, next_training_set
 from collapse_jax.selection import greedy_select, threshold_decay_select
 from collapse_jax.sharding import make_mesh
+from collapse_jax.train import prepare_run
 from collapse_jax.training import fit, schedule_from_config
 
 log = logging.getLogger(__name__)
@@ -130,13 +130,9 @@ def generation_metrics(gen, current, pool, nxt, real_feats, lc, mesh) -> dict:
 
 def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
   """Runs config.loop.generations generations; returns the per-generation metric rows."""
-  config_lib.validate(config)
   config_lib.validate_loop(config)
   lc = config.loop
-  ds = load_dataset(config)
-  image_shape = tuple(ds.images.shape[1:])
-  config_lib.validate(config, image_shape)
-  config_lib.prepare_workdir(config, workdir, overwrite)
+  ds, image_shape = prepare_run(config, workdir, overwrite)
   mesh = make_mesh(config.mesh)
   model = unet_from_config(config.model, image_shape, ds.num_classes)
   conditional = bool(model.num_classes)

@@ -4,6 +4,7 @@ import json
 import os
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -51,6 +52,7 @@ def plot_rows(rows_by_run: dict[str, list[dict]], out_dir: str) -> list[str]:
         label = key if len(rows_by_run) == 1 else f"{run}: {key}"
         ax.plot(gens, [r[key] for r in rows], marker="o", label=label)
     ax.set_xlabel("generation")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(plot)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -18,18 +18,23 @@ from collapse_jax.training import fit, schedule_from_config
 log = logging.getLogger(__name__)
 
 
+def prepare_run(config, workdir: str, overwrite: bool):
+  """Validates the config against the data, claims the workdir; returns (dataset, shape)."""
+  config_lib.validate(config)
+  ds = load_dataset(config)
+  image_shape = tuple(ds.images.shape[1:])
+  config_lib.validate(config, image_shape)
+  config_lib.prepare_workdir(config, workdir, overwrite)
+  return ds, image_shape
+
+
 def train_and_evaluate(config, workdir: str, overwrite: bool = False) -> np.ndarray:
   """Trains on `config.data`, then samples `config.sample.num_images` images.
 
   Writes workdir/{config.json, train.jsonl, train.csv, samples.npz, samples.png} and
   returns the samples in [-1, 1]. A workdir of another config is refused unless `overwrite`.
   """
-  config_lib.validate(config)
-  ds = load_dataset(config)
-  image_shape = tuple(ds.images.shape[1:])
-  config_lib.validate(config, image_shape)
-  config_lib.prepare_workdir(config, workdir, overwrite)
-
+  ds, image_shape = prepare_run(config, workdir, overwrite)
   mesh = make_mesh(config.mesh)
   model = unet_from_config(config.model, image_shape, ds.num_classes)
   n_params = None

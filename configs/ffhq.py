@@ -1,32 +1,20 @@
-"""The paper's FFHQ setting (resized to 32x32): UNet48, N = 32,768, ~128k steps, DDPM 1000 steps.
+"""The paper's FFHQ setting (resized to 32x32): as configs/cifar10.py, on a local image folder.
 
   python scripts/recursive.py --config configs/ffhq.py --workdir runs/ffhq \
       --config.data.path=/path/to/ffhq_images [--config.loop.selection=greedy]
 
 Variants: `accumulate`, `greedy`, `threshold` (comma-separated). Needs an accelerator; the
-prepared TFDS data must already be on disk (nothing is downloaded).
+images must already be on disk (nothing is downloaded).
 """
 
-from collapse_jax.config_lib import base_config
-from collapse_jax.models.unet import PRESETS
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cifar10  # noqa: E402
 
 
 def get_config(arg=None):
-  variants = set(arg.split(",")) if arg else set()
-  config = base_config()
+  config = cifar10.get_config(arg)
   config.data.name = "ffhq"
-  config.model.channels = PRESETS["unet48"]
-  config.model.dtype = "bfloat16"
-  config.train.num_steps = 128_000
-  config.train.batch_size = 128
-  config.sample.method = "ddpm"
-  config.sample.batch_size = 1024
-  config.loop.generations = 8
-  config.loop.n_train = 32_768
-  if "accumulate" in variants:
-    config.loop.paradigm = "accumulate"
-  for selection in ("greedy", "threshold"):
-    if selection in variants:
-      config.loop.selection = selection
-      config.loop.pool_factor = 2
   return config

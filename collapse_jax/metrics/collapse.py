@@ -1,5 +1,7 @@
 """Per-generation collapse measures: entropy, generalization score, FD, pixel variance."""
 
+import warnings
+
 import numpy as np
 from scipy import linalg
 
@@ -40,7 +42,10 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
   """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)), with scipy's sqrtm in float64."""
-  covmean = linalg.sqrtm(np.asarray(sigma1) @ np.asarray(sigma2))
+  with warnings.catch_warnings():
+    # Singular covariances (e.g. always-black border pixels) are expected; checked below.
+    warnings.simplefilter("ignore", linalg.LinAlgWarning)
+    covmean = linalg.sqrtm(np.asarray(sigma1) @ np.asarray(sigma2))
   if not np.isfinite(covmean).all():
     eps = 1e-6 * np.eye(len(mu1))
     covmean = linalg.sqrtm((sigma1 + eps) @ (sigma2 + eps))
