@@ -54,6 +54,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.mesh = dict(data=-1, fsdp=1)  # -1: the devices left over
   c.loop = dict(
       generations=8,
+      finetune=False,  # True: each model starts from the previous one (paper: from scratch)
       paradigm="replace",  # replace | accumulate | accumulate_all | fresh
       selection="none",  # none | random | greedy | threshold
       n_train=0,  # N, the training-set size; 0 = every real image

@@ -177,8 +177,11 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
       if conditional:
         arrays["label"] = current.labels
       with jax.set_mesh(mesh):
+        init_from = None
+        if lc.finetune and g > 0:
+          init_from = os.path.join(workdir, f"gen_{g:02d}", "model")
         state = fit(config, arrays, os.path.join(gen_dir, "model"), mesh, model, train_key,
-                    log_prefix=prefix + "train ")
+                    log_prefix=prefix + "train ", init_from=init_from)
         t1 = time.perf_counter()
         params = state.ema_params if state.ema_params is not None else state.params
         labels = np.arange(pool_size, dtype=np.int32) % ds.num_classes if conditional else None

@@ -64,6 +64,27 @@ def plot_rows(rows_by_run: dict[str, list[dict]], out_dir: str) -> list[str]:
   return names
 
 
+def plot_sources(rows: list[dict], out_dir: str) -> str:
+  """Stacked bars: the share of each source (real, gen1, ...) in every training set."""
+  keys = sorted({k for r in rows for k in r if k.startswith("frac_")},
+                key=lambda k: (k != "frac_real", len(k), k))
+  fig, ax = plt.subplots(figsize=(5, 3.5))
+  gens = [r["generation"] for r in rows]
+  bottom = np.zeros(len(rows))
+  for key in keys:
+    share = np.array([r.get(key, 0.0) for r in rows])
+    ax.bar(gens, share, bottom=bottom, label=key[5:])
+    bottom += share
+  ax.set_xlabel("generation (model trained on this set)")
+  ax.set_ylabel("share of training set")
+  ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(out_dir, "sources.png"), dpi=110)
+  plt.close(fig)
+  return "sources.png"
+
+
 def table(rows: list[dict], keys=("generation", "train_entropy", "pool_entropy",
                                   "selected_entropy", "gen_score", "fd_real",
                                   "pixel_variance")) -> str:
@@ -77,6 +98,7 @@ def table(rows: list[dict], keys=("generation", "train_entropy", "pool_entropy",
 def write_report(workdir: str, config, rows: list[dict]) -> None:
   """Plots across generations and workdir/report.md with the table, pictures and config."""
   plots = plot_rows({os.path.basename(os.path.abspath(workdir)): rows}, workdir)
+  plots.append(plot_sources(rows, workdir))
   lc = config.loop
   parts = [
       f"# Recursive run: {lc.paradigm}, selection {lc.selection}, "

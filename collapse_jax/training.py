@@ -57,11 +57,14 @@ def fit(
     model: nn.Module,
     rng: jax.Array,
     log_prefix: str = "",
+    init_from: str | None = None,
 ) -> TrainState:
   """Trains `model` on `arrays` ({'image', ['label']}) for config.train.num_steps steps.
 
   Checkpoints to `workdir/checkpoints` and resumes from the newest one, replaying the
   same batches and random numbers, so a killed run ends exactly where an unkilled one would.
+  `init_from` (another fit's workdir) starts from its final parameters (and EMA) with a
+  fresh optimizer: fine-tuning instead of training from scratch.
   """
   tc = config.train
   image_shape = tuple(arrays["image"].shape[1:])
@@ -78,9 +81,17 @@ def fit(
   abstract = jax.eval_shape(
       lambda r: init_state(r, model=model, tx=tx, image_shape=image_shape, ema=ema), init_rng
   )
-  restored = checkpoint.restore_latest(manager, checkpoint.abstract_like(abstract, shardings))
+  target = checkpoint.abstract_like(abstract, shardings)
+  restored = checkpoint.restore_latest(manager, target)
   if restored is None:
     start, state = 0, create_state(init_rng, mesh, model, tx, image_shape, ema)
+    if init_from is not None:
+      previous = checkpoint.restore_latest(
+          checkpoint.make_manager(os.path.join(init_from, "checkpoints")), target)
+      if previous is None:
+        raise FileNotFoundError(f"fine-tuning needs a checkpoint in {init_from}/checkpoints.")
+      state = state.replace(params=previous[1].params, ema_params=previous[1].ema_params)
+      log.info("%sfine-tuning from %s (step %d)", log_prefix, init_from, previous[0])
   else:
     start, state, _ = restored
     log.info("%sresuming from checkpoint at step %d", log_prefix, start)

@@ -23,6 +23,7 @@ METRICS = ("train_entropy", "pool_entropy", "selected_entropy", "gen_score", "fd
 
 @pytest.mark.parametrize("paradigm,selection,conditional", [
     ("replace", "none", False),
+    ("replace", "random", False),
     ("replace", "greedy", False),
     ("replace", "threshold", True),
     ("accumulate", "none", False),
@@ -36,6 +37,7 @@ def test_end_to_end(tmp_path, paradigm, selection, conditional):
   config.loop.selection = selection
   config.loop.pool_factor = 1 if selection == "none" else 2
   config.loop.fresh_fraction = 0.25 if paradigm == "fresh" else 0.0
+  config.loop.finetune = selection == "random"
   rows = run_recursive(config, str(tmp_path))
   assert [r["generation"] for r in rows] == [1, 2]
   for r in rows:
@@ -46,7 +48,7 @@ def test_end_to_end(tmp_path, paradigm, selection, conditional):
   written = read_jsonl(str(tmp_path / "metrics.jsonl"))
   assert [{k: v for k, v in r.items() if k != "step"} for r in written] == rows
   for name in ("metrics.csv", "report.md", "entropy.png", "gen_score.png", "fd_real.png",
-               "gen_01/samples.png", "gen_02/nearest.png"):
+               "sources.png", "gen_01/samples.png", "gen_02/nearest.png"):
     assert (tmp_path / name).exists(), name
   if paradigm == "accumulate" and selection == "none":
     assert rows[1]["frac_real"] == 0.5 and rows[1]["frac_gen1"] == 0.5

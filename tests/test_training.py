@@ -137,3 +137,21 @@ def test_workdir_of_another_config_is_refused(tmp_path):
     config_lib.prepare_workdir(config, str(tmp_path))
   config_lib.prepare_workdir(config, str(tmp_path), overwrite=True)
   assert not (tmp_path / "marker").exists()
+
+
+def test_fit_init_from_starts_at_the_previous_parameters(tmp_path):
+  config = smoke_config(num_steps=4, batch_size=16, log_every=2, checkpoint_every=4)
+  images, _ = load_digits()
+  arrays = {"image": images[:64]}
+  mesh = make_mesh(config.mesh)
+  model = unet_from_config(config.model, (8, 8, 1), 10)
+  with jax.set_mesh(mesh):
+    a = fit(config, arrays, str(tmp_path / "a"), mesh, model, jax.random.key(0))
+    config.optim.lr = 1e-12  # B barely moves: it must end where A ended
+    b = fit(config, arrays, str(tmp_path / "b"), mesh, model, jax.random.key(1),
+            init_from=str(tmp_path / "a"))
+    c = fit(config, arrays, str(tmp_path / "c"), mesh, model, jax.random.key(1))
+  pa, pb, pc = (jax.tree.leaves(jax.device_get(s.params)) for s in (a, b, c))
+  for x, y in zip(pa, pb, strict=True):
+    np.testing.assert_allclose(x, y, atol=1e-6)
+  assert max(float(np.abs(x - z).max()) for x, z in zip(pa, pc, strict=True)) > 1e-3
