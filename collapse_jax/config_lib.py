@@ -52,6 +52,13 @@ def base_config() -> ml_collections.ConfigDict:
       num_images=64,  # scripts/train.py: images written after training
   )
   c.mesh = dict(data=-1, fsdp=1)  # -1: the devices left over
+  c.distributed = dict(
+      auto=False,  # True: jax.distributed.initialize() detects the cluster (TPU pod, SLURM)
+      coordinator="",  # 'host:port' of process 0 for an explicit launch
+      num_processes=0,
+      process_id=-1,
+      cpu_collectives="gloo",  # CPU backend collectives, for multi-process CPU runs
+  )
   c.loop = dict(
       generations=8,
       finetune=False,  # True: each model starts from the previous one (paper: from scratch)

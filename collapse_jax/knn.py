@@ -11,9 +11,10 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-_BIG = jnp.float32(jnp.inf)
+_BIG = np.float32(np.inf)  # not a jax array: importing must not start the backend
 
 
 def _check(x: jax.Array, name: str, rank: int = 2) -> None:

@@ -10,7 +10,7 @@ Killed runs resume when the same command is run again.
 from absl import app, flags
 from ml_collections import config_flags
 
-from collapse_jax import logs
+from collapse_jax import distributed, logs
 from collapse_jax.loop import run_recursive
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
@@ -22,6 +22,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   del argv
   logs.setup()
+  distributed.initialize(_CONFIG.value)
   run_recursive(_CONFIG.value, _WORKDIR.value, _OVERWRITE.value)
 
 

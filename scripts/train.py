@@ -7,7 +7,7 @@
 from absl import app, flags
 from ml_collections import config_flags
 
-from collapse_jax import logs
+from collapse_jax import distributed, logs
 from collapse_jax.train import train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
@@ -19,6 +19,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   del argv
   logs.setup()
+  distributed.initialize(_CONFIG.value)
   train_and_evaluate(_CONFIG.value, _WORKDIR.value, _OVERWRITE.value)
 
 
