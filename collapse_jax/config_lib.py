@@ -14,6 +14,8 @@ import ml_collections
 
 from collapse_jax.models.unet import PRESETS
 
+LOOP_SELECTIONS = ("none", "random", "greedy", "threshold")
+
 
 def base_config() -> ml_collections.ConfigDict:
   """The paper's model and training settings (PAPER.md), on the embedded digits."""
@@ -76,6 +78,14 @@ def base_config() -> ml_collections.ConfigDict:
       nn_panel=8,  # generated images shown beside their nearest training image
   )
   return c
+
+
+def apply_selection_variant(config, variants: set[str]) -> None:
+  """A config-file variant naming a selection picks it, with the paper's 2N candidate pool."""
+  for selection in LOOP_SELECTIONS[1:]:
+    if selection in variants:
+      config.loop.selection = selection
+      config.loop.pool_factor = 2
 
 
 def _check(ok: bool, field: str, message: str) -> None:
@@ -163,7 +173,7 @@ def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
 
 LOOP_CHOICES = {
     "paradigm": ("replace", "accumulate", "accumulate_all", "fresh"),
-    "selection": ("none", "random", "greedy", "threshold"),
+    "selection": LOOP_SELECTIONS,
     "features": ("pixels",),
 }
 

@@ -37,7 +37,6 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False) -> np.ndar
   ds, image_shape = prepare_run(config, workdir, overwrite)
   mesh = make_mesh(config.mesh)
   model = unet_from_config(config.model, image_shape, ds.num_classes)
-  n_params = None
   rng = jax.random.key(config.seed)
   train_rng, sample_rng = jax.random.split(rng)
   arrays = {"image": ds.images}

@@ -7,7 +7,7 @@ Variants: `accumulate`, `greedy`, `threshold` (comma-separated). Needs an accele
 prepared TFDS data must already be on disk (nothing is downloaded).
 """
 
-from collapse_jax.config_lib import base_config
+from collapse_jax.config_lib import apply_selection_variant, base_config
 from collapse_jax.models.unet import PRESETS
 
 
@@ -25,8 +25,5 @@ def get_config(arg=None):
   config.loop.n_train = 32_768
   if "accumulate" in variants:
     config.loop.paradigm = "accumulate"
-  for selection in ("greedy", "threshold"):
-    if selection in variants:
-      config.loop.selection = selection
-      config.loop.pool_factor = 2
+  apply_selection_variant(config, variants)
   return config

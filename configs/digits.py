@@ -14,7 +14,7 @@ images; a 3-level UNet of 0.28M parameters instead of UNet48's 16M (~1,600 image
 The schedule (T = 1000, linear betas), loss, optimizer family and selection are the paper's.
 """
 
-from collapse_jax.config_lib import base_config
+from collapse_jax.config_lib import apply_selection_variant, base_config
 
 
 def get_config(arg=None):
@@ -44,10 +44,7 @@ def get_config(arg=None):
   # Pixel distances of 8x8 digits on the 0-255 scale: nearest neighbours lie ~300-600 apart
   # (the paper's 2000 is for 32x32x3).
   config.loop.tau0 = 600.0
-  for selection in ("greedy", "threshold", "random"):
-    if selection in variants:
-      config.loop.selection = selection
-      config.loop.pool_factor = 2
+  apply_selection_variant(config, variants)
   if "smoke" in variants:
     config.model.channels = (16, 16)
     config.model.attention_levels = (1,)
