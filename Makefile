@@ -35,6 +35,8 @@ lint: setup
 	touch .venv-bench/bin/activate
 
 bench: setup .venv-bench/bin/activate
+	$(BIN)/python benchmarks/entropy_kernel.py
+	$(BIN)/python benchmarks/selection.py
 	$(BIN)/python benchmarks/train_step.py
 
 clean:
