@@ -11,6 +11,11 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
   return np.clip(np.round((np.asarray(images) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
+def from_uint8(images: np.ndarray) -> np.ndarray:
+  """[0, 255] uint8 -> [-1, 1] float32 (the inverse of `to_uint8`)."""
+  return np.asarray(images).astype(np.float32) / 127.5 - 1.0
+
+
 def make_grid(images: np.ndarray, ncol: int | None = None, pad: int = 1) -> np.ndarray:
   """(N, H, W, C) in [-1, 1] -> one (rows*(H+pad)+pad, cols*(W+pad)+pad, C) uint8 image."""
   images = to_uint8(images)

@@ -57,14 +57,10 @@ def _argmin(t: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
 
 def _smallest_k(d2: jax.Array, k: int, approx: bool) -> tuple[jax.Array, jax.Array]:
   """Per row, the k smallest values (ascending) and their column indices."""
-  if k == 1 and not approx:
-    val, idx = _argmin(d2, 1)
-    return val[:, None], idx[:, None]
   if approx:
     vals, idx = lax.approx_min_k(d2, k, recall_target=0.95)
     return vals, idx.astype(jnp.int32)
-  vals, idx = lax.top_k(-d2, k)
-  return -vals, idx.astype(jnp.int32)
+  return _reduce_k(d2, 1, k)
 
 
 def _merge(best_d, best_i, new_d, new_i, k):

@@ -16,7 +16,7 @@ import orbax.checkpoint as ocp
 
 from collapse_jax import config_lib, report
 from collapse_jax.generate import generate
-from collapse_jax.images import to_uint8
+from collapse_jax.images import from_uint8, to_uint8
 from collapse_jax.metrics import collapse
 from collapse_jax.metrics.writer import MetricWriter, read_jsonl
 from collapse_jax.models.unet import unet_from_config
@@ -32,10 +32,6 @@ log = logging.getLogger(__name__)
 def features(images: np.ndarray) -> np.ndarray:
   """The active feature space: flattened pixels on the paper's 0-255 scale."""
   return images.reshape(len(images), -1).astype(np.float32)
-
-
-def to_float(images: np.ndarray) -> np.ndarray:
-  return images.astype(np.float32) / 127.5 - 1.0
 
 
 def make_select_fn(lc, mesh):
@@ -173,7 +169,7 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
     prefix = f"[gen {g + 1}/{G}] "
     if meta["phase"] == "train":
       t0 = time.perf_counter()
-      arrays = {"image": to_float(current.images)}
+      arrays = {"image": from_uint8(current.images)}
       if conditional:
         arrays["label"] = current.labels
       with jax.set_mesh(mesh):
@@ -183,7 +179,7 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
         state = fit(config, arrays, os.path.join(gen_dir, "model"), mesh, model, train_key,
                     log_prefix=prefix + "train ", init_from=init_from)
         t1 = time.perf_counter()
-        params = state.ema_params if state.ema_params is not None else state.params
+        params = state.sampling_params
         labels = np.arange(pool_size, dtype=np.int32) % ds.num_classes if conditional else None
         log.info("%sgenerating %d images", prefix, pool_size)
         images = generate(params, sample_key, pool_size, mesh=mesh, model=model,

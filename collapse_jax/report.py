@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from collapse_jax.images import save_grid  # noqa: E402
+from collapse_jax.images import from_uint8, save_grid  # noqa: E402
 from collapse_jax.knn import knn  # noqa: E402
 
 PLOTS = {
@@ -20,10 +20,6 @@ PLOTS = {
 }
 
 
-def _to_float(images: np.ndarray) -> np.ndarray:
-  return images.astype(np.float32) / 127.5 - 1.0
-
-
 def _scale(images) -> int:
   return max(1, 64 // images.shape[1])
 
@@ -31,13 +27,13 @@ def _scale(images) -> int:
 def write_generation(gen_dir: str, train, pool, n_panel: int) -> None:
   """gen_dir/samples.png (64 samples) and nearest.png (samples over their nearest train image)."""
   os.makedirs(gen_dir, exist_ok=True)
-  save_grid(_to_float(pool.images[:64]), os.path.join(gen_dir, "samples.png"),
+  save_grid(from_uint8(pool.images[:64]), os.path.join(gen_dir, "samples.png"),
             scale=_scale(pool.images))
   flat = lambda x: x.reshape(len(x), -1).astype(np.float32)
   k = min(n_panel, len(pool))
   _, idx = knn(flat(pool.images[:k]), flat(train.images), 1)
   pair = np.concatenate([pool.images[:k], train.images[np.asarray(idx[:, 0])]])
-  save_grid(_to_float(pair), os.path.join(gen_dir, "nearest.png"), ncol=k,
+  save_grid(from_uint8(pair), os.path.join(gen_dir, "nearest.png"), ncol=k,
             scale=_scale(pool.images))
 
 

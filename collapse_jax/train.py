@@ -47,7 +47,7 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False) -> np.ndar
   with jax.set_mesh(mesh):
     state = fit(config, arrays, workdir, mesh, model, train_rng)
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
-    params = state.ema_params if state.ema_params is not None else state.params
+    params = state.sampling_params
     n = config.sample.num_images
     labels = np.arange(n, dtype=np.int32) % ds.num_classes if model.num_classes else None
     samples = generate(

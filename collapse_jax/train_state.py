@@ -16,6 +16,11 @@ class TrainState:
   opt_state: optax.OptState
   ema_params: dict | None
 
+  @property
+  def sampling_params(self) -> dict:
+    """The parameters to sample with: the EMA when it is kept, else the raw ones."""
+    return self.params if self.ema_params is None else self.ema_params
+
 
 def lr_schedule(lr: float, warmup_steps: int, total_steps: int) -> optax.Schedule:
   """Linear warm-up from 0 to `lr`, then cosine decay to 0 at `total_steps`."""
