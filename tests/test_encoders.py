@@ -1,0 +1,116 @@
+"""Flax DINOv2 and FID Inception against PyTorch (transformers / a torch definition)."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+import torch
+from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+from collapse_jax.encoders import dinov2, inception, weights
+from collapse_jax.encoders.extract import extract
+from collapse_jax.encoders.load import convert, load_encoder
+from collapse_jax.sharding import make_mesh
+from tests.torch_fid_inception import randomized
+
+pytestmark = pytest.mark.parity
+
+
+@pytest.fixture(scope="module")
+def hf_dinov2(tmp_path_factory):
+  """A dinov2-small-shaped transformers model with random weights, saved as on the hub."""
+  torch.manual_seed(0)
+  config = Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6,
+                        patch_size=14, image_size=518, mlp_ratio=4, layerscale_value=1.0)
+  model = Dinov2Model(config).eval()
+  with torch.no_grad():  # move every tensor (layer scales, norms, biases) off its init
+    for p in model.parameters():
+      p.add_(0.02 * torch.randn_like(p))
+  path = str(tmp_path_factory.mktemp("dinov2"))
+  model.save_pretrained(path)
+  return model, path
+
+
+def test_dinov2_matches_transformers(hf_dinov2):
+  model, path = hf_dinov2
+  x = np.random.default_rng(1).normal(size=(2, 3, 224, 224)).astype(np.float32)
+  with torch.no_grad():
+    ref = model(pixel_values=torch.from_numpy(x)).last_hidden_state.numpy()
+  flax_model, params = dinov2.load_dinov2(path)
+  cls, patches = flax_model.apply({"params": params}, x.transpose(0, 2, 3, 1))
+  assert np.abs(np.asarray(cls) - ref[:, 0]).max() < 1e-4
+  assert np.abs(np.asarray(patches) - ref[:, 1:]).max() < 1e-4
+
+
+def test_dinov2_preprocess_matches_hf_processor():
+  proc = BitImageProcessor(size={"shortest_edge": 256}, crop_size={"height": 224, "width": 224},
+                           image_mean=list(dinov2.IMAGENET_MEAN),
+                           image_std=list(dinov2.IMAGENET_STD), resample=3)
+  level = 1 / 255 / min(dinov2.IMAGENET_STD)
+  for shape in ((32, 32, 3), (40, 36, 3)):
+    images = np.random.default_rng(2).integers(0, 256, (2, *shape), dtype=np.uint8)
+    ref = proc(list(images), return_tensors="np")["pixel_values"].transpose(0, 2, 3, 1)
+    diff = np.abs(np.asarray(dinov2.preprocess(images)) - ref)
+    assert diff.max() < 1.01 * level  # PIL's fixed-point rounding: at most one grey level
+    assert (diff > 1e-4).mean() < 1e-3
+
+
+def test_dinov2_features_end_to_end_bf16_sharded(hf_dinov2, tmp_path):
+  """uint8 images -> converted weights -> bf16 features on 8 devices ~ the HF pipeline."""
+  model, path = hf_dinov2
+  images = np.random.default_rng(5).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+  with torch.no_grad():
+    pixels = np.array(dinov2.preprocess(images)).transpose(0, 3, 1, 2)
+    ref = model(pixel_values=torch.from_numpy(pixels)).pooler_output.numpy()
+  converted = str(tmp_path / "dinov2.msgpack")
+  convert("dinov2", path, converted)
+  enc = load_encoder("dinov2", converted, "bfloat16")
+  feats = extract(enc, images, make_mesh({"data": 8}), batch_size=8)
+  cos = (feats * ref).sum(1) / np.linalg.norm(feats, axis=1) / np.linalg.norm(ref, axis=1)
+  assert feats.shape == (6, 384) and cos.min() > 0.99
+
+
+def test_dinov2_loader_names_bad_tensors(hf_dinov2, tmp_path):
+  from safetensors.numpy import load_file, save_file
+
+  _, path = hf_dinov2
+  tensors = load_file(os.path.join(path, "model.safetensors"))
+  with pytest.raises(FileNotFoundError, match="config.features_weights"):
+    dinov2.load_dinov2(str(tmp_path))
+  os.symlink(os.path.join(path, "config.json"), tmp_path / "config.json")
+  name = "encoder.layer.3.mlp.fc1.weight"
+  save_file({k: v for k, v in tensors.items() if k != name}, str(tmp_path / "model.safetensors"))
+  with pytest.raises(ValueError, match=f"missing {name}"):
+    dinov2.load_dinov2(str(tmp_path))
+  save_file(tensors | {name: tensors[name][:, :10].copy()}, str(tmp_path / "model.safetensors"))
+  with pytest.raises(ValueError, match=rf"{name} has shape \(1536, 10\)"):
+    dinov2.load_dinov2(str(tmp_path))
+
+
+def test_inception_matches_pytorch_fid_net_sharded(tmp_path):
+  net = randomized(seed=3)
+  pth = str(tmp_path / "pt_inception.pth")
+  torch.save(net.state_dict(), pth)
+  images = np.random.default_rng(4).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+  with torch.no_grad():
+    ref = net(torch.from_numpy(images.transpose(0, 3, 1, 2)).float() / 255).numpy()
+  # Converted weights, 8 devices, a batch that does not divide the 10 images.
+  converted = str(tmp_path / "fid.msgpack")
+  convert("inception", pth, converted)
+  enc = load_encoder("inception", converted)
+  feats = extract(enc, images, make_mesh({"data": 4, "fsdp": 2}), batch_size=8)
+  assert feats.shape == (10, 2048)
+  assert np.abs(feats - ref).max() < 1e-4 * max(1.0, np.abs(ref).max())
+  with pytest.raises(ValueError, match="holds 'inception' weights, not 'dinov2'"):
+    weights.load_converted(converted, "dinov2")
+
+
+def test_inception_key_mapping_covers_the_state_dict():
+  """Every conv/BN tensor of the torch net has a Flax home (fc is unused by pool3)."""
+  state = {k: v.numpy() for k, v in randomized().state_dict().items()}
+  params = inception.params_from_torch(state, "state dict")
+  n_flax = sum(np.size(x) for x in jax.tree.leaves(params))
+  n_torch = sum(v.size for k, v in state.items()
+                if not k.startswith("fc.") and not k.endswith("num_batches_tracked"))
+  assert n_flax == n_torch
