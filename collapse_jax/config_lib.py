@@ -53,6 +53,17 @@ def base_config() -> ml_collections.ConfigDict:
       batch_size=1024,
       num_images=64,  # scripts/train.py: images written after training
   )
+  # The space of selection (and of the headline entropy / generalization score):
+  # "pixels" or "dinov2". DINOv2 metrics are reported too whenever its weights are given.
+  c.features = "pixels"
+  c.features_weights = ""  # local HF facebook/dinov2-small dir or converted .msgpack
+  c.eval = dict(
+      fid_weights="",  # local pytorch-fid Inception .pth or converted .msgpack; "" = no FID
+      dtype="float32",  # encoder compute dtype: "float32" or "bfloat16"
+      batch_size=256,  # images per encoder call (split over the devices)
+      pr_k=3,  # precision/recall neighbourhood size (Kynkaanniemi et al.)
+      pr_samples=10_000,  # precision/recall on at most this many real and generated images
+  )
   c.mesh = dict(data=-1, fsdp=1)  # -1: the devices left over
   c.distributed = dict(
       auto=False,  # True: jax.distributed.initialize() detects the cluster (TPU pod, SLURM)
@@ -73,7 +84,6 @@ def base_config() -> ml_collections.ConfigDict:
       decay=0.95,
       decay_every_pass=False,  # True: the authors' code (decay after every pass)
       select_per_class=True,  # class-conditional runs select within each class
-      features="pixels",  # the space of entropy, selection and generalization score
       gen_score_samples=1000,
       nn_panel=8,  # generated images shown beside their nearest training image
   )
@@ -174,17 +184,33 @@ def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
 LOOP_CHOICES = {
     "paradigm": ("replace", "accumulate", "accumulate_all", "fresh"),
     "selection": LOOP_SELECTIONS,
-    "features": ("pixels",),
 }
+FEATURE_SPACES = ("pixels", "dinov2")
+
+
+def validate_features(config) -> None:
+  """The feature space and the local encoder weights exist before any training starts."""
+  _check(config.features in FEATURE_SPACES, "features",
+         f"{config.features!r} is not one of {FEATURE_SPACES}.")
+  _check(config.features != "dinov2" or config.features_weights, "features_weights",
+         "features='dinov2' needs the DINOv2 weights: set it to a local copy of the HF "
+         "facebook/dinov2-small directory or its conversion (scripts/convert_weights.py).")
+  for field, path in (("features_weights", config.features_weights),
+                      ("eval.fid_weights", config.eval.fid_weights)):
+    _check(not path or os.path.exists(path), field,
+           f"{path} does not exist; give a local path (nothing is downloaded) or '' to skip.")
+  _check(config.eval.dtype in ("float32", "bfloat16"), "eval.dtype",
+         f"{config.eval.dtype!r}; use 'float32' or 'bfloat16'.")
+  _check(config.eval.batch_size > 0 and config.eval.pr_k >= 1 and config.eval.pr_samples > 1,
+         "eval", "batch_size, pr_k and pr_samples must be positive.")
 
 
 def validate_loop(config) -> None:
   """Checks config.loop before any training; errors name the field and the choices."""
   lc = config.loop
   for field, choices in LOOP_CHOICES.items():
-    hint = " (DINOv2 features need the encoder weights; not in this version)" if (
-        field == "features") else ""
-    _check(lc[field] in choices, f"loop.{field}", f"{lc[field]!r} is not one of {choices}{hint}.")
+    _check(lc[field] in choices, f"loop.{field}", f"{lc[field]!r} is not one of {choices}.")
+  validate_features(config)
   _check(isinstance(lc.generations, int) and lc.generations >= 1, "loop.generations",
          "must be an integer >= 1.")
   _check(lc.n_train >= 0, "loop.n_train", "must be >= 0 (0 = all real images).")

@@ -6,6 +6,7 @@ workdir/gen_XX/model. Re-running the same command after a kill continues where i
 and gives the same results; random numbers derive from (seed, generation) only.
 """
 
+import functools
 import logging
 import os
 import time
@@ -15,9 +16,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from collapse_jax import config_lib, report
+from collapse_jax.embed import SPACES, Embedder
 from collapse_jax.generate import generate
 from collapse_jax.images import from_uint8, to_uint8
 from collapse_jax.metrics import collapse
+from collapse_jax.metrics.precision_recall import precision_recall
 from collapse_jax.metrics.writer import MetricWriter, read_jsonl
 from collapse_jax.models.unet import unet_from_config
 from collapse_jax.paradigms import ImageSet, next_training_set
@@ -29,20 +32,16 @@ from collapse_jax.training import fit, schedule_from_config
 log = logging.getLogger(__name__)
 
 
-def features(images: np.ndarray) -> np.ndarray:
-  """The active feature space: flattened pixels on the paper's 0-255 scale."""
-  return images.reshape(len(images), -1).astype(np.float32)
-
-
-def make_select_fn(lc, mesh):
-  """select(candidates, n, rng) -> indices, by config.loop.selection (within each class)."""
+def make_select_fn(lc, mesh, embed):
+  """select(candidates, n, rng) -> indices, by config.loop.selection (within each class);
+  `embed(images)` gives the features whose distances the selection spreads."""
 
   def select_flat(cands: ImageSet, n: int, rng: np.random.Generator) -> np.ndarray:
     if lc.selection == "none":
       return np.arange(n)
     if lc.selection == "random":
       return rng.choice(len(cands), n, replace=False)
-    x = features(cands.images)
+    x = embed(cands.images)
     if lc.selection == "greedy":
       return np.asarray(greedy_select(x, n, start=int(rng.integers(len(x))), mesh=mesh))
     key = jax.random.key(int(rng.integers(2**31)))
@@ -102,26 +101,55 @@ def _sync_rows(path_dir: str, rows: list[dict]) -> None:
   writer.close()
 
 
-def generation_metrics(gen, current, pool, nxt, real_feats, lc, mesh) -> dict:
-  """The paper's measures for generation `gen` (model trained on `current`, sampled `pool`)."""
-  f_train, f_pool, f_next = features(current.images), features(pool.images), features(nxt.images)
-  mu_r, s_r = real_feats
+def _space_metrics(prefix, fd_key, f_train, f_pool, f_next, real_stats, mesh, pixel_mse,
+                   lc) -> dict:
   mu_p, s_p = collapse.gaussian_stats(f_pool)
-  row = {
-      "generation": gen,
-      "train_entropy": collapse.entropy(f_train, mesh),
-      "pool_entropy": collapse.entropy(f_pool, mesh),
-      "selected_entropy": collapse.entropy(f_next, mesh),
-      "gen_score": collapse.generalization_score(f_pool, f_train, pixel_mse=True,
-                                                 max_samples=lc.gen_score_samples),
-      "pixel_variance": collapse.pixel_variance(f_pool),
-      "fd_real": collapse.frechet_distance(mu_p, s_p, mu_r, s_r),
-      "train_size": len(current),
+  return {
+      f"{prefix}train_entropy": collapse.entropy(f_train, mesh),
+      f"{prefix}pool_entropy": collapse.entropy(f_pool, mesh),
+      f"{prefix}selected_entropy": collapse.entropy(f_next, mesh),
+      f"{prefix}gen_score": collapse.generalization_score(
+          f_pool, f_train, pixel_mse=pixel_mse, max_samples=lc.gen_score_samples),
+      fd_key: collapse.frechet_distance(mu_p, s_p, *real_stats[:2]),
   }
+
+
+def generation_metrics(gen, current, pool, nxt, real_stats, config, embed, mesh) -> dict:
+  """The paper's measures for generation `gen` (model trained on `current`, sampled `pool`):
+  entropy / generalization score / FD in pixels, and in DINOv2 space, FID and precision /
+  recall wherever the encoder weights are given. `real_stats` holds the real set's cached
+  per-space statistics."""
+  lc = config.loop
+  row = {"generation": gen, "train_size": len(current)}
+  f_pool = embed("pixels", pool.images)
+  row |= _space_metrics("", "fd_real", embed("pixels", current.images), f_pool,
+                        embed("pixels", nxt.images), real_stats["pixels"], mesh, True, lc)
+  row["pixel_variance"] = collapse.pixel_variance(f_pool)
+  if embed.has("dinov2"):
+    row |= _space_metrics("dino_", "fd_dino", embed("dinov2", current.images),
+                          embed("dinov2", pool.images), embed("dinov2", nxt.images),
+                          real_stats["dinov2"], mesh, False, lc)
+  if embed.has("inception"):
+    f_pool = embed("inception", pool.images)
+    row["fid"] = collapse.frechet_distance(*collapse.gaussian_stats(f_pool),
+                                           *real_stats["inception"][:2])
+    m = config.eval.pr_samples
+    row["precision"], row["recall"] = precision_recall(real_stats["inception"][2][:m],
+                                                       f_pool[:m], config.eval.pr_k)
   total = len(current)
   for name, count in current.source_counts().items():
     row[f"frac_{name}"] = count / total
   return row
+
+
+def real_statistics(real: ImageSet, embed) -> dict:
+  """Per space: (mean, covariance[, features]) of the real set, features cached on disk."""
+  stats = {}
+  for space in SPACES:
+    if embed.has(space):
+      feats = embed.cached(space, real.images)
+      stats[space] = (*collapse.gaussian_stats(feats), feats)
+  return stats
 
 
 def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
@@ -140,9 +168,10 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
   order = order[:n]
   real = ImageSet(to_uint8(ds.images[order]), ds.labels[order] if conditional else None,
                   np.zeros(n, np.int32))
-  real_feats = collapse.gaussian_stats(features(real.images))
+  embed = Embedder.from_config(config, mesh, os.path.join(workdir, "features"))
+  real_stats = real_statistics(real, embed)
   pool_size = n * lc.pool_factor
-  select = make_select_fn(lc, mesh)
+  select = make_select_fn(lc, mesh, functools.partial(embed, config.features))
   G = lc.generations
 
   manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "loop_state")),
@@ -200,13 +229,17 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
                             select=select, vanilla=lc.selection == "none",
                             fresh_fraction=lc.fresh_fraction, rng=rng)
     t1 = time.perf_counter()
-    row = generation_metrics(g + 1, current, pool, nxt, real_feats, lc, mesh)
+    row = generation_metrics(g + 1, current, pool, nxt, real_stats, config, embed, mesh)
     row |= {"train_s": meta.get("train_s", 0.0), "generate_s": meta.get("generate_s", 0.0),
             "select_s": t1 - t0, "metrics_s": time.perf_counter() - t1}
     report.write_generation(gen_dir, current, pool, lc.nn_panel)
     log.info("%sentropy train %.1f pool %.1f selected %.1f | gen score %.1f | FD %.1f", prefix,
              row["train_entropy"], row["pool_entropy"], row["selected_entropy"],
              row["gen_score"], row["fd_real"])
+    extra = {k: row[k] for k in ("dino_train_entropy", "dino_gen_score", "fd_dino", "fid",
+                                 "precision", "recall") if k in row}
+    if extra:
+      log.info("%s%s", prefix, " | ".join(f"{k} {v:.3g}" for k, v in extra.items()))
     meta = {"generation": g + 1, "phase": "train", "rows": meta["rows"] + [row]}
     _save(manager, 2 * g + 2, nxt, pools, meta)
     _sync_rows(workdir, meta["rows"])

@@ -13,10 +13,15 @@ import numpy as np  # noqa: E402
 from collapse_jax.images import from_uint8, save_grid  # noqa: E402
 from collapse_jax.knn import knn  # noqa: E402
 
-PLOTS = {
+PLOTS = {  # a plot is drawn when its metrics were measured (encoder weights given)
     "entropy": ("train_entropy", "pool_entropy", "selected_entropy"),
     "gen_score": ("gen_score",),
     "fd_real": ("fd_real",),
+    "dino_entropy": ("dino_train_entropy", "dino_pool_entropy", "dino_selected_entropy"),
+    "dino_gen_score": ("dino_gen_score",),
+    "fd_dino": ("fd_dino",),
+    "fid": ("fid",),
+    "precision_recall": ("precision", "recall"),
 }
 
 
@@ -41,10 +46,12 @@ def plot_rows(rows_by_run: dict[str, list[dict]], out_dir: str) -> list[str]:
   """One PNG per measure with a line per (run, metric); returns the file names."""
   names = []
   for plot, keys in PLOTS.items():
+    if not any(key in r for rows in rows_by_run.values() for r in rows for key in keys):
+      continue
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for run, rows in rows_by_run.items():
       gens = [r["generation"] for r in rows]
-      for key in keys:
+      for key in (k for k in keys if rows and k in rows[0]):
         label = key if len(rows_by_run) == 1 else f"{run}: {key}"
         ax.plot(gens, [r[key] for r in rows], marker="o", label=label)
     ax.set_xlabel("generation")
@@ -81,11 +88,15 @@ def plot_sources(rows: list[dict], out_dir: str) -> str:
   return "sources.png"
 
 
-def table(rows: list[dict], keys=("generation", "train_entropy", "pool_entropy",
-                                  "selected_entropy", "gen_score", "fd_real",
-                                  "pixel_variance")) -> str:
-  """A markdown table of the per-generation metrics."""
-  fmt = lambda v: f"{v:.1f}" if isinstance(v, float) else str(v)
+TABLE_KEYS = ("generation", "train_entropy", "pool_entropy", "selected_entropy", "gen_score",
+              "fd_real", "pixel_variance", "dino_train_entropy", "dino_pool_entropy",
+              "dino_selected_entropy", "dino_gen_score", "fd_dino", "fid", "precision", "recall")
+
+
+def table(rows: list[dict], keys=TABLE_KEYS) -> str:
+  """A markdown table of the per-generation metrics that were measured."""
+  keys = [k for k in keys if rows and k in rows[0]]
+  fmt = lambda v: (f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}") if isinstance(v, float) else str(v)
   lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
   lines += ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows]
   return "\n".join(lines)

@@ -1,8 +1,19 @@
 """Per-generation measures against closed forms and brute force."""
 
 import numpy as np
+from scipy import linalg
 
+from collapse_jax import embed
 from collapse_jax.metrics import collapse
+
+
+def test_trace_sqrt_product_matches_scipy_sqrtm():
+  rng = np.random.default_rng()
+  for d, rank in ((64, 64), (64, 20)):
+    a, b = rng.normal(size=(d, rank)), rng.normal(size=(d, d))
+    s1, s2 = a @ a.T / rank, b @ b.T / d
+    want = np.trace(np.real(linalg.sqrtm(s1 @ s2)))
+    np.testing.assert_allclose(collapse.trace_sqrt_product(s1, s2), want, rtol=1e-7)
 
 
 def test_frechet_distance_closed_form_for_diagonal_covariances():
@@ -40,7 +51,7 @@ def test_generalization_score_is_nearest_training_distance():
 
 
 def test_pixel_features_and_variance():
-  images = np.array([[[[-1.0]], [[1.0]]], [[[0.0]], [[1.0]]]], np.float32)
-  f = collapse.pixel_features(images)
-  np.testing.assert_allclose(f, [[0.0, 255.0], [127.5, 255.0]])
+  images = np.array([[[[0]], [[255]]], [[[127]], [[255]]]], np.uint8)
+  f = embed.pixels(images)
+  np.testing.assert_allclose(f, [[0.0, 255.0], [127.0, 255.0]])
   np.testing.assert_allclose(collapse.pixel_variance(f), np.var(f[:, 0], ddof=1))

@@ -6,12 +6,13 @@ import jax
 import numpy as np
 import pytest
 import torch
-from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+from transformers import BitImageProcessor
 
 from collapse_jax.encoders import dinov2, inception, weights
 from collapse_jax.encoders.extract import extract
 from collapse_jax.encoders.load import convert, load_encoder
 from collapse_jax.sharding import make_mesh
+from tests.encoder_weights import dinov2_dir, inception_pth
 from tests.torch_fid_inception import randomized
 
 pytestmark = pytest.mark.parity
@@ -20,16 +21,8 @@ pytestmark = pytest.mark.parity
 @pytest.fixture(scope="module")
 def hf_dinov2(tmp_path_factory):
   """A dinov2-small-shaped transformers model with random weights, saved as on the hub."""
-  torch.manual_seed(0)
-  config = Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6,
-                        patch_size=14, image_size=518, mlp_ratio=4, layerscale_value=1.0)
-  model = Dinov2Model(config).eval()
-  with torch.no_grad():  # move every tensor (layer scales, norms, biases) off its init
-    for p in model.parameters():
-      p.add_(0.02 * torch.randn_like(p))
   path = str(tmp_path_factory.mktemp("dinov2"))
-  model.save_pretrained(path)
-  return model, path
+  return dinov2_dir(path), path
 
 
 def test_dinov2_matches_transformers(hf_dinov2):
@@ -89,9 +82,8 @@ def test_dinov2_loader_names_bad_tensors(hf_dinov2, tmp_path):
 
 
 def test_inception_matches_pytorch_fid_net_sharded(tmp_path):
-  net = randomized(seed=3)
   pth = str(tmp_path / "pt_inception.pth")
-  torch.save(net.state_dict(), pth)
+  net = inception_pth(pth, seed=3)
   images = np.random.default_rng(4).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
   with torch.no_grad():
     ref = net(torch.from_numpy(images.transpose(0, 3, 1, 2)).float() / 255).numpy()

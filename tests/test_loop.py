@@ -19,6 +19,19 @@ import digits_cfg  # noqa: E402
 
 METRICS = ("train_entropy", "pool_entropy", "selected_entropy", "gen_score", "fd_real",
            "pixel_variance")
+DINO_METRICS = ("dino_train_entropy", "dino_pool_entropy", "dino_selected_entropy",
+                "dino_gen_score", "fd_dino", "fid")
+
+
+@pytest.fixture(scope="module")
+def encoder_weights(tmp_path_factory):
+  """(tiny random DINOv2 HF directory, random FID Inception .pth)."""
+  from tests.encoder_weights import DINOV2_TINY, dinov2_dir, inception_pth
+
+  root = tmp_path_factory.mktemp("weights")
+  dinov2_dir(str(root / "dinov2"), DINOV2_TINY)
+  inception_pth(str(root / "inception.pth"))
+  return str(root / "dinov2"), str(root / "inception.pth")
 
 
 @pytest.mark.parametrize("paradigm,selection,conditional", [
@@ -29,8 +42,14 @@ METRICS = ("train_entropy", "pool_entropy", "selected_entropy", "gen_score", "fd
     ("accumulate_all", "random", False),
     ("fresh", "threshold", False),
 ])
-def test_end_to_end(tmp_path, paradigm, selection, conditional):
+def test_end_to_end(tmp_path, paradigm, selection, conditional, encoder_weights):
   config = (digits_cfg if conditional else digits).get_config("smoke")
+  if paradigm == "fresh":  # selection in DINOv2 space, FID and precision/recall
+    config.features = "dinov2"
+    config.features_weights, config.eval.fid_weights = encoder_weights
+    config.loop.tau0 = 5.0
+    config.loop.n_train = 16  # Inception at 299x299 costs ~0.1 s per image on this CPU
+    config.eval.batch_size = 16
   config.loop.paradigm = paradigm
   config.loop.selection = selection
   config.loop.pool_factor = 1 if selection == "none" else 2
@@ -52,6 +71,12 @@ def test_end_to_end(tmp_path, paradigm, selection, conditional):
     assert rows[1]["frac_real"] == 0.5 and rows[1]["frac_gen1"] == 0.5
   if paradigm == "fresh":
     assert rows[1]["frac_real"] == 0.25
+    for r in rows:
+      assert all(math.isfinite(r[k]) for k in DINO_METRICS), r
+      assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1
+    for name in ("dino_entropy.png", "fd_dino.png", "fid.png", "precision_recall.png"):
+      assert (tmp_path / name).exists(), name
+    assert len(list((tmp_path / "features").glob("*.npy"))) == 2  # real dinov2 + inception
   if paradigm == "accumulate_all":
     assert rows[1]["train_size"] == 2 * rows[0]["train_size"]
 
@@ -100,6 +125,9 @@ def test_sigkill_mid_training_and_at_a_phase_boundary_then_resume(tmp_path):
 
 
 @pytest.mark.parametrize("field,value,message", [
+    ("features", "clip", "config.features"),
+    ("features", "dinov2", "config.features_weights"),
+    ("eval.fid_weights", "/no/such/pt_inception.pth", "config.eval.fid_weights"),
     ("paradigm", "recycle", "config.loop.paradigm"),
     ("selection", "kmeans", "config.loop.selection"),
     ("pool_factor", 0, "config.loop.pool_factor"),
@@ -107,7 +135,8 @@ def test_sigkill_mid_training_and_at_a_phase_boundary_then_resume(tmp_path):
 ])
 def test_bad_loop_config_fails_before_training(tmp_path, field, value, message):
   config = digits.get_config("smoke")
-  config.loop[field] = value
+  config.update_from_flattened_dict({field if "." in field or field == "features"
+                                      else f"loop.{field}": value})
   with pytest.raises(ValueError, match=message.replace(".", r"\.")):
     run_recursive(config, str(tmp_path))
   assert not (tmp_path / "gen_01").exists()

@@ -63,7 +63,7 @@ def extract(encoder: Encoder, images: np.ndarray, mesh: Mesh, batch_size: int = 
                      f"{images.shape}.")
   images = to_rgb(images)
   n_dev, n_proc = mesh.size, jax.process_count()
-  chunk = max(n_dev, (min(batch_size, n) + n_dev - 1) // n_dev * n_dev)
+  chunk = max(n_dev, -(-batch_size // n_dev) * n_dev)  # one compiled shape for every call
   fn, params = _compiled(encoder, mesh), _placed_params(encoder, mesh)
   per_process = chunk // n_proc
   lo = jax.process_index() * per_process

@@ -1,17 +1,9 @@
 """Per-generation collapse measures: entropy, generalization score, FD, pixel variance."""
 
-import warnings
-
 import numpy as np
-from scipy import linalg
 
 from collapse_jax.entropy import kl_entropy
 from collapse_jax.knn import knn
-
-
-def pixel_features(images: np.ndarray) -> np.ndarray:
-  """Images in [-1, 1] -> flattened float32 pixels on the paper's 0-255 scale."""
-  return ((np.asarray(images, np.float32) + 1.0) * 127.5).reshape(len(images), -1)
 
 
 def entropy(features: np.ndarray, mesh=None) -> float:
@@ -40,18 +32,22 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return f.mean(0), np.cov(f, rowvar=False)
 
 
+def trace_sqrt_product(sigma1, sigma2) -> float:
+  """tr((S1 S2)^(1/2)) for symmetric PSD S1, S2, in float64 by two eigen-decompositions:
+  S1 S2 is similar to the PSD matrix S1^(1/2) S2 S1^(1/2), whose eigenvalues it shares.
+  The same value as scipy's `sqrtm` (Schur) route, ~10x faster at d = 2048, and stable for
+  singular covariances."""
+  w, v = np.linalg.eigh(np.asarray(sigma1, np.float64))
+  root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+  m = root @ np.asarray(sigma2, np.float64) @ root
+  return float(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum())
+
+
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-  """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)), with scipy's sqrtm in float64."""
-  with warnings.catch_warnings():
-    # Singular covariances (e.g. always-black border pixels) are expected; checked below.
-    warnings.simplefilter("ignore", linalg.LinAlgWarning)
-    covmean = linalg.sqrtm(np.asarray(sigma1) @ np.asarray(sigma2))
-  if not np.isfinite(covmean).all():
-    eps = 1e-6 * np.eye(len(mu1))
-    covmean = linalg.sqrtm((sigma1 + eps) @ (sigma2 + eps))
-  covmean = np.real(covmean)
-  diff = np.asarray(mu1) - np.asarray(mu2)
-  return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+  """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)) in float64 (FID, FD_DINO, pixel FD)."""
+  diff = np.asarray(mu1, np.float64) - np.asarray(mu2, np.float64)
+  return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2)
+               - 2 * trace_sqrt_product(sigma1, sigma2))
 
 
 def pixel_variance(features: np.ndarray) -> float:
