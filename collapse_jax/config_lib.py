@@ -21,7 +21,14 @@ def base_config() -> ml_collections.ConfigDict:
   """The paper's model and training settings (PAPER.md), on the embedded digits."""
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.data = dict(name="digits", path="", max_examples=0)
+  c.data = dict(
+      name="digits",  # digits (embedded) | mnist | cifar10 (TFDS) | ffhq | images (local files)
+      path="",  # TFDS data_dir, or a folder of images / array_record files of encoded images
+      split="train",  # TFDS split
+      resolution=0,  # square side images are resized to; 0 keeps them as stored
+      labels=False,  # image folders: first-level subdirectories are classes
+      max_examples=0,  # 0 = all
+  )
   c.model = dict(
       channels=PRESETS["unet48"],  # widths per resolution level
       layers_per_block=2,

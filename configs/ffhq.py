@@ -17,4 +17,5 @@ import cifar10  # noqa: E402
 def get_config(arg=None):
   config = cifar10.get_config(arg)
   config.data.name = "ffhq"
+  config.data.resolution = 32  # the paper's setting; 64/128/256 work with a deeper UNet
   return config

@@ -1,9 +1,15 @@
+import os
+
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
 
-from collapse_jax.data import batch_at_step, load_digits, make_batch_dataset
-from collapse_jax.images import make_grid
+from collapse_jax.config_lib import base_config
+from collapse_jax.data import batch_at_step, load_dataset, load_digits, make_batch_dataset, sources
+from collapse_jax.images import from_uint8, make_grid
 from collapse_jax.metrics.writer import MetricWriter, read_jsonl
+from collapse_jax.train import train_and_evaluate
 
 
 def test_digits_are_embedded_and_scaled():
@@ -46,3 +52,96 @@ def test_writer_truncates_rows_after_resume_step(tmp_path):
   rows = read_jsonl(str(tmp_path / "train.jsonl"))
   assert [(r["step"], r["loss"]) for r in rows] == [(10, 1.0), (20, 2.0), (30, 9.0)]
   assert (tmp_path / "train.csv").read_text().splitlines()[0] == "step,loss"
+
+
+def _data_config(name, path="", **fields):
+  config = base_config()
+  config.data.name, config.data.path = name, str(path)
+  config.data.update(fields)
+  return config
+
+
+def test_tfds_mnist_and_cifar10_from_mock_data():
+  with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
+    mnist = load_dataset(_data_config("mnist", "/prepared/tfds"))
+    cifar = load_dataset(_data_config("cifar10", "/prepared/tfds", resolution=16,
+                                      max_examples=10))
+    raw = tfds.data_source("cifar10", split="train", data_dir="/prepared/tfds")
+    want = np.stack([np.asarray(raw[i]["image"]) for i in range(10)])
+  assert mnist.images.shape == (12, 32, 32, 1) and mnist.num_classes == 10
+  assert mnist.images[:, :2].max() == -1.0  # zero padding 28 -> 32
+  assert mnist.labels.shape == (12,) and mnist.labels.max() < 10
+  assert cifar.images.shape == (10, 16, 16, 3) and cifar.images.dtype == np.float32
+  assert -1.0 <= cifar.images.min() and cifar.images.max() <= 1.0
+  resized = np.stack([sources.resize_square(w, 16) for w in want])
+  np.testing.assert_array_equal(cifar.images, from_uint8(resized))
+
+
+def test_tfds_without_prepared_data_names_the_path(tmp_path):
+  with pytest.raises(FileNotFoundError, match="config.data.path"):
+    load_dataset(_data_config("cifar10", tmp_path))
+
+
+def _write_images(root, rng):
+  """PNGs of assorted sizes in two class folders; returns {relative path: array}."""
+  written = {}
+  for cls, sizes in (("cats", [(20, 24), (16, 16)]), ("dogs", [(30, 18), (17, 17), (9, 40)])):
+    os.makedirs(root / cls, exist_ok=True)
+    for i, (h, w) in enumerate(sizes):
+      a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+      Image.fromarray(a).save(root / cls / f"{i}.png")
+      written[f"{cls}/{i}.png"] = a
+  return written
+
+
+def test_image_folder_and_array_record_give_the_same_resized_images(tmp_path):
+  from array_record.python.array_record_module import ArrayRecordWriter
+
+  written = _write_images(tmp_path / "folder", np.random.default_rng(0))
+  ds = load_dataset(_data_config("ffhq", tmp_path / "folder", resolution=8, labels=True))
+  assert ds.images.shape == (5, 8, 8, 3) and ds.num_classes == 2
+  np.testing.assert_array_equal(ds.labels, [0, 0, 1, 1, 1])
+  # Centre crop then PIL bicubic, image by image, in sorted path order.
+  want = []
+  for a in (written[k] for k in sorted(written)):
+    s = min(a.shape[:2])
+    top, left = (a.shape[0] - s) // 2, (a.shape[1] - s) // 2
+    crop = Image.fromarray(a[top : top + s, left : left + s])
+    want.append(np.asarray(crop.resize((8, 8), Image.BICUBIC)))
+  np.testing.assert_array_equal(ds.images, from_uint8(np.stack(want)))
+
+  os.makedirs(tmp_path / "records")
+  writer = ArrayRecordWriter(str(tmp_path / "records" / "ffhq-00000.array_record"), "group_size:1")
+  for k in sorted(written):
+    writer.write((tmp_path / "folder" / k).read_bytes())
+  writer.close()
+  rec = load_dataset(_data_config("ffhq", tmp_path / "records", resolution=8, max_examples=4))
+  np.testing.assert_array_equal(rec.images, ds.images[:4])
+  assert rec.labels is None and rec.num_classes == 0
+
+
+def test_local_image_errors_name_the_field(tmp_path):
+  with pytest.raises(FileNotFoundError, match="config.data.path"):
+    load_dataset(_data_config("ffhq", ""))
+  with pytest.raises(FileNotFoundError, match=r"config.data.path=.*does not exist"):
+    load_dataset(_data_config("ffhq", tmp_path / "missing"))
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(FileNotFoundError, match="holds no"):
+    load_dataset(_data_config("ffhq", tmp_path / "empty"))
+  _write_images(tmp_path / "flat", np.random.default_rng(1))
+  Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "flat" / "top.png")
+  with pytest.raises(ValueError, match="config.data.labels"):
+    load_dataset(_data_config("ffhq", tmp_path / "flat", labels=True))
+
+
+def test_train_and_evaluate_one_step_on_mock_cifar10(tmp_path):
+  """The Flax-examples end-to-end check: a real-data config runs on tfds mock data."""
+  config = _data_config("cifar10", "/prepared/tfds", max_examples=16)
+  config.model.update(channels=(16, 16), attention_levels=(1,), norm_groups=8,
+                      layers_per_block=1)
+  config.train.update(num_steps=2, batch_size=8, log_every=1, checkpoint_every=2)
+  config.optim.warmup_steps = 1
+  config.sample.update(method="ddim", num_steps=2, batch_size=8, num_images=8)
+  with tfds.testing.mock_data(num_examples=16, policy=tfds.testing.MockPolicy.USE_CODE):
+    train_and_evaluate(config, str(tmp_path))
+  assert (tmp_path / "samples.png").exists()

@@ -118,14 +118,6 @@ def test_cli_rejects_unknown_field(tmp_path):
   assert proc.returncode != 0 and "num_stepz" in err
 
 
-def test_real_datasets_say_what_is_missing():
-  config = digits_config.get_config()
-  config.data.name = "cifar10"
-  from collapse_jax.data import load_dataset
-  with pytest.raises(FileNotFoundError, match="config.data.path"):
-    load_dataset(config)
-
-
 def test_workdir_of_another_config_is_refused(tmp_path):
   config = digits_config.get_config("smoke")
   config_lib.prepare_workdir(config, str(tmp_path))

@@ -1,10 +1,23 @@
-"""Dataset lookup by config name; every loader reads local data only."""
+"""Dataset lookup by config name; every loader reads local data only.
+
+Real sets are read through grain from a random-access source (TFDS, an image folder or
+array_record files): each process decodes its contiguous share of the examples with
+threads, and the shares are gathered so that every process holds the whole (small) set,
+which the loop's selection and metrics need. Images are resized to config.data.resolution.
+"""
 
 import dataclasses
+import glob
+import os
 
+import grain
+import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
+from collapse_jax.data import sources
 from collapse_jax.data.digits import load_digits
+from collapse_jax.images import from_uint8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,29 +29,81 @@ class Dataset:
   num_classes: int
 
 
+def read_source(source, resolution: int = 0, limit: int = 0, pad_to: int = 0,
+                num_threads: int = 16) -> tuple[np.ndarray, np.ndarray | None]:
+  """(uint8 images, labels or None) of the first `limit` (0 = all) examples of `source`.
+
+  Images are resized to `resolution` (0 = as stored), then zero-padded to `pad_to` if given.
+  Deterministic: the result is in source order whatever the process count.
+  """
+  n = min(limit, len(source)) if limit else len(source)
+  n_proc, rank = jax.process_count(), jax.process_index()
+  per = -(-n // n_proc)
+  lo, hi = min(n, rank * per), min(n, (rank + 1) * per)
+
+  def prepare(ex):
+    image = sources.resize_square(np.asarray(ex["image"], np.uint8), resolution)
+    if pad_to and image.shape[0] < pad_to:
+      p = (pad_to - image.shape[0]) // 2
+      image = np.pad(image, ((p, pad_to - image.shape[0] - p),) * 2 + ((0, 0),))
+    return {"image": image, "label": np.int32(ex.get("label", -1))}
+
+  ds = grain.MapDataset.source(source)[lo:hi].map(prepare)
+  rows = list(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads)))
+  if not rows and n_proc == 1:
+    raise ValueError("the dataset is empty.")
+  images = np.stack([r["image"] for r in rows])
+  labels = np.array([r["label"] for r in rows], np.int32)
+  if n_proc > 1:  # equal shares for the gather, then back to n rows in source order
+    fill = per - len(rows)
+    images = np.concatenate([images, np.zeros((fill, *images.shape[1:]), np.uint8)])
+    labels = np.concatenate([labels, np.full(fill, -1, np.int32)])
+    images = np.asarray(multihost_utils.process_allgather(images, tiled=True))[:n]
+    labels = np.asarray(multihost_utils.process_allgather(labels, tiled=True))[:n]
+  return images, (labels if (labels >= 0).all() else None)
+
+
 def _digits(config) -> Dataset:
-  del config
   images, labels = load_digits()
-  return Dataset(images=images, labels=labels, num_classes=10)
+  limit = config.data.max_examples or len(images)
+  return Dataset(images=images[:limit], labels=labels[:limit], num_classes=10)
 
 
-def _needs_local_path(name: str):
+def _tfds(name: str, pad_to: int = 0):
   def load(config) -> Dataset:
-    path = config.data.get("path", "") or "<unset>"
-    raise FileNotFoundError(
-        f"config.data.name={name!r} needs prepared local data, but its loader is not in "
-        f"this version yet (config.data.path={path}). Use config.data.name='digits', "
-        "the embedded default, until the real-data loaders land."
-    )
+    d = config.data
+    source = sources.tfds_source(name, d.path, d.split)
+    images, labels = read_source(source, d.resolution, d.max_examples, pad_to)
+    return Dataset(from_uint8(images), labels, sources.tfds_num_classes(source))
 
   return load
 
 
+def _local_images(config) -> Dataset:
+  """A folder of image files, or array_record files of encoded images (config.data.path)."""
+  d = config.data
+  if not d.path:
+    raise FileNotFoundError(
+        f"config.data.name={d.name!r} reads local images: set config.data.path to a folder "
+        "of PNG/JPEG files or to array_record files of encoded images.")
+  if not glob.glob(d.path):
+    raise FileNotFoundError(f"config.data.path={d.path} does not exist; point it at the "
+                            f"local {d.name} images (nothing is downloaded).")
+  if os.path.isdir(d.path) and not glob.glob(os.path.join(d.path, "*.array_record*")):
+    source = sources.ImageFolderSource(d.path, labels=d.labels)
+  else:  # array_record files: a directory of them, one file, or a glob pattern
+    source = sources.ArrayRecordImageSource(d.path)
+  images, labels = read_source(source, d.resolution, d.max_examples)
+  num_classes = len(getattr(source, "classes", ()))
+  return Dataset(from_uint8(images), labels, num_classes)
+
+
 _LOADERS = {
     "digits": _digits,
-    "mnist": _needs_local_path("mnist"),
-    "cifar10": _needs_local_path("cifar10"),
-    "ffhq": _needs_local_path("ffhq"),
+    "mnist": _tfds("mnist", pad_to=32),  # 28x28 -> 32x32 so the UNet halves evenly
+    "cifar10": _tfds("cifar10"),
+    "ffhq": _local_images,
+    "images": _local_images,
 }
 
 
@@ -47,9 +112,4 @@ def load_dataset(config) -> Dataset:
   name = config.data.name
   if name not in _LOADERS:
     raise ValueError(f"config.data.name={name!r} is unknown; choose one of {sorted(_LOADERS)}.")
-  ds = _LOADERS[name](config)
-  limit = config.data.get("max_examples", 0)
-  if limit:
-    labels = None if ds.labels is None else ds.labels[:limit]
-    ds = dataclasses.replace(ds, images=ds.images[:limit], labels=labels)
-  return ds
+  return _LOADERS[name](config)
