@@ -31,13 +31,14 @@ lint: setup
 # Benchmarks need PyTorch/diffusers/faiss: a separate env, never the package's deps.
 .venv-bench/bin/activate:
 	$(PY) -m venv .venv-bench
-	.venv-bench/bin/pip install --quiet torch==2.13.0 diffusers faiss-cpu scikit-learn scipy
+	.venv-bench/bin/pip install --quiet torch==2.13.0 diffusers transformers faiss-cpu scikit-learn scipy
 	touch .venv-bench/bin/activate
 
 bench: setup .venv-bench/bin/activate
 	$(BIN)/python benchmarks/entropy_kernel.py
 	$(BIN)/python benchmarks/selection.py
 	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/dinov2.py
 
 clean:
 	rm -rf runs

@@ -121,9 +121,28 @@ def fps(path: str, n_select: int, repeats: int) -> dict:
   return {"torch_fps_s": t, "first": sel[:10]}
 
 
+def dinov2(path: str, weights: str, batch: int, repeats: int) -> dict:
+  """transformers Dinov2Model (PyTorch, eval, no_grad) on preprocessed (N, 3, 224, 224)."""
+  import numpy as np
+  from transformers import Dinov2Model
+
+  model = Dinov2Model.from_pretrained(weights).eval()
+  x = torch.from_numpy(np.load(path))
+
+  def run():
+    with torch.no_grad():
+      return torch.cat([model(pixel_values=x[i : i + batch]).pooler_output
+                        for i in range(0, len(x), batch)])
+
+  t, out = _median_time(run, repeats)
+  np.save(path + ".torch.npy", out.numpy())
+  return {"torch_s": t, "images_per_s": len(x) / t, "threads": torch.get_num_threads()}
+
+
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("what", choices=["train_step", "entropy", "fps"])
+  parser.add_argument("what", choices=["train_step", "entropy", "fps", "dinov2"])
+  parser.add_argument("--weights", default="")
   parser.add_argument("--batch", type=int, default=128)
   parser.add_argument("--steps", type=int, default=3)
   parser.add_argument("--data", default="")
@@ -134,6 +153,8 @@ def main():
     result = train_step(args.batch, args.steps)
   elif args.what == "entropy":
     result = entropy(args.data, args.repeats)
+  elif args.what == "dinov2":
+    result = dinov2(args.data, args.weights, args.batch, args.repeats)
   else:
     result = fps(args.data, args.n_select, args.repeats)
   print(json.dumps(result))

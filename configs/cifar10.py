@@ -3,7 +3,10 @@
   python scripts/recursive.py --config configs/cifar10.py --workdir runs/cifar10 \
       --config.data.path=/path/to/tfds_data_dir [--config.loop.selection=greedy]
 
-Variants: `accumulate`, `greedy`, `threshold` (comma-separated). Needs an accelerator; the
+Variants: `accumulate`, `greedy`, `threshold`, `dino` (comma-separated). `dino` selects in
+DINOv2 space with the paper's tau0 = 60 (decay 0.95 replace, 0.80 accumulate) and needs
+--config.features_weights=/path/to/dinov2-small; --config.eval.fid_weights=/path/to/
+pt_inception-2015-12-05-6726825d.pth adds FID and precision/recall. Needs an accelerator; the
 prepared TFDS data must already be on disk (nothing is downloaded).
 """
 
@@ -26,4 +29,8 @@ def get_config(arg=None):
   if "accumulate" in variants:
     config.loop.paradigm = "accumulate"
   apply_selection_variant(config, variants)
+  if "dino" in variants:
+    config.features = "dinov2"
+    config.loop.tau0 = 60.0
+    config.loop.decay = 0.80 if "accumulate" in variants else 0.95
   return config

@@ -140,3 +140,17 @@ def test_bad_loop_config_fails_before_training(tmp_path, field, value, message):
   with pytest.raises(ValueError, match=message.replace(".", r"\.")):
     run_recursive(config, str(tmp_path))
   assert not (tmp_path / "gen_01").exists()
+
+
+def test_paper_configs_say_what_is_missing(tmp_path):
+  import cifar10
+  import ffhq
+
+  with pytest.raises(ValueError, match="config.features_weights"):
+    run_recursive(cifar10.get_config("greedy,dino"), str(tmp_path / "c10"))
+  with pytest.raises(FileNotFoundError, match="config.data.path"):
+    run_recursive(ffhq.get_config("threshold"), str(tmp_path / "ffhq"))
+  config = cifar10.get_config()
+  config.data.path = str(tmp_path / "no_tfds_here")
+  with pytest.raises(FileNotFoundError, match="tfds build cifar10"):
+    run_recursive(config, str(tmp_path / "c10b"))

@@ -1,0 +1,74 @@
+"""DINOv2 ViT-S/14 feature extraction: collapse_jax (Flax) against transformers (PyTorch) on
+the same preprocessed 224x224 inputs and the same (random, dinov2-small-shaped) weights.
+
+  .venv/bin/python benchmarks/dinov2.py [--images 256 --batch 64]
+
+Reports images/s of each and their ratio, measured in one run, plus the largest CLS
+difference (fp32) as a check that both computed the same features.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import BENCH_PYTHON, device_line, median_time, reference  # noqa: E402
+
+from collapse_jax.encoders.dinov2 import load_dinov2  # noqa: E402
+
+
+def save_random_dinov2(path: str) -> None:
+  """dinov2-small config and random weights in the HF format, written by transformers."""
+  import subprocess
+
+  code = ("import sys, torch; from transformers import Dinov2Config, Dinov2Model; "
+          "torch.manual_seed(0); Dinov2Model(Dinov2Config(hidden_size=384, num_hidden_layers=12,"
+          " num_attention_heads=6, patch_size=14, image_size=518, mlp_ratio=4))"
+          ".save_pretrained(sys.argv[1])")
+  subprocess.run([BENCH_PYTHON, "-c", code, path], check=True, capture_output=True)
+
+
+def time_flax(weights: str, x: np.ndarray, dtype: str, batch: int, repeats: int):
+  """(seconds, CLS features) of the jitted Flax model over `x` in batches."""
+  model, params = load_dinov2(weights, getattr(jnp, dtype))
+  fn = jax.jit(lambda p, b: model.apply({"params": p}, b)[0])
+  xs = jnp.asarray(x.transpose(0, 2, 3, 1))
+  return median_time(
+      lambda: jnp.concatenate([fn(params, xs[i : i + batch]) for i in range(0, len(x), batch)]),
+      repeats)
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--images", type=int, default=256)
+  parser.add_argument("--batch", type=int, default=64)
+  parser.add_argument("--repeats", type=int, default=3)
+  args = parser.parse_args()
+  print(device_line())
+  with tempfile.TemporaryDirectory() as tmp:
+    weights = os.path.join(tmp, "dinov2")
+    save_random_dinov2(weights)
+    x = np.random.default_rng(0).normal(size=(args.images, 3, 224, 224)).astype(np.float32)
+    data = os.path.join(tmp, "x.npy")
+    np.save(data, x)
+    ref = reference("dinov2", "--data", data, "--weights", weights, "--batch",
+                    str(args.batch), "--repeats", str(args.repeats))
+    for dtype in ("float32", "bfloat16"):
+      t, out = time_flax(weights, x, dtype, args.batch, args.repeats)
+      line = f"collapse_jax {dtype}: {args.images / t:.1f} images/s ({t:.2f} s)"
+      if ref:
+        ratio = ref["torch_s"] / t
+        line += f" | transformers fp32: {ref['images_per_s']:.1f} images/s | ratio {ratio:.2f}x"
+        if dtype == "float32":
+          diff = np.abs(np.asarray(out) - np.load(data + ".torch.npy")).max()
+          line += f" | max |CLS diff| {diff:.1e}"
+      print(line, flush=True)
+
+
+if __name__ == "__main__":
+  main()
