@@ -9,7 +9,6 @@ from collapse_jax.config_lib import base_config
 from collapse_jax.data import batch_at_step, load_dataset, load_digits, make_batch_dataset, sources
 from collapse_jax.images import from_uint8, make_grid
 from collapse_jax.metrics.writer import MetricWriter, read_jsonl
-from collapse_jax.train import train_and_evaluate
 
 
 def test_digits_are_embedded_and_scaled():
@@ -132,16 +131,3 @@ def test_local_image_errors_name_the_field(tmp_path):
   Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "flat" / "top.png")
   with pytest.raises(ValueError, match="config.data.labels"):
     load_dataset(_data_config("ffhq", tmp_path / "flat", labels=True))
-
-
-def test_train_and_evaluate_one_step_on_mock_cifar10(tmp_path):
-  """The Flax-examples end-to-end check: a real-data config runs on tfds mock data."""
-  config = _data_config("cifar10", "/prepared/tfds", max_examples=16)
-  config.model.update(channels=(16, 16), attention_levels=(1,), norm_groups=8,
-                      layers_per_block=1)
-  config.train.update(num_steps=2, batch_size=8, log_every=1, checkpoint_every=2)
-  config.optim.warmup_steps = 1
-  config.sample.update(method="ddim", num_steps=2, batch_size=8, num_images=8)
-  with tfds.testing.mock_data(num_examples=16, policy=tfds.testing.MockPolicy.USE_CODE):
-    train_and_evaluate(config, str(tmp_path))
-  assert (tmp_path / "samples.png").exists()

@@ -49,9 +49,10 @@ def read_source(source, resolution: int = 0, limit: int = 0, pad_to: int = 0,
     return {"image": image, "label": np.int32(ex.get("label", -1))}
 
   ds = grain.MapDataset.source(source)[lo:hi].map(prepare)
+  if hi <= lo:
+    raise ValueError(f"config.data: {n} examples cannot be shared by {n_proc} processes; "
+                     "raise config.data.max_examples or check config.data.path.")
   rows = list(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads)))
-  if not rows and n_proc == 1:
-    raise ValueError("the dataset is empty.")
   images = np.stack([r["image"] for r in rows])
   labels = np.array([r["label"] for r in rows], np.int32)
   if n_proc > 1:  # equal shares for the gather, then back to n rows in source order
