@@ -34,9 +34,17 @@ def fingerprint(images: np.ndarray) -> str:
   return h.hexdigest()[:16]
 
 
+MEMO_SIZE = 4  # recent feature sets kept: a generation's pool and selected set, and the FID pool
+
+
 @dataclasses.dataclass
 class Embedder:
-  """Features of uint8 image sets in the spaces whose weights the config names."""
+  """Features of uint8 image sets in the spaces whose weights the config names.
+
+  Encoder features of the last MEMO_SIZE image sets are memoised by fingerprint: within a
+  generation the pool is embedded for selection and again for the metrics, and each
+  generation's selected set is the next one's training set.
+  """
 
   mesh: Mesh
   dinov2_weights: str = ""
@@ -45,33 +53,46 @@ class Embedder:
   batch_size: int = 256
   cache_dir: str = ""
   _encoders: dict = dataclasses.field(default_factory=dict)
+  _memo: dict = dataclasses.field(default_factory=dict)  # (space, fingerprint) -> features
 
   @classmethod
   def from_config(cls, config, mesh: Mesh, cache_dir: str = "") -> "Embedder":
     return cls(mesh, config.features_weights, config.eval.fid_weights, config.eval.dtype,
                config.eval.batch_size, cache_dir)
 
+  def _weights(self, space: str) -> str:
+    return self.dinov2_weights if space == "dinov2" else self.inception_weights
+
   def has(self, space: str) -> bool:
-    return space == "pixels" or bool(
-        self.dinov2_weights if space == "dinov2" else self.inception_weights)
+    return space == "pixels" or bool(self._weights(space))
 
   def __call__(self, space: str, images: np.ndarray) -> np.ndarray:
     if space == "pixels":
       return pixels(images)
+    return self._encoded(space, images, fingerprint(images))
+
+  def _encoded(self, space: str, images: np.ndarray, fp: str) -> np.ndarray:
+    key = (space, fp)
+    if key in self._memo:
+      self._memo[key] = self._memo.pop(key)  # most recently used last
+      return self._memo[key]
     if space not in self._encoders:
-      path = self.dinov2_weights if space == "dinov2" else self.inception_weights
-      self._encoders[space] = load_encoder(space, path, self.dtype)
-    return extract(self._encoders[space], images, self.mesh, self.batch_size)
+      self._encoders[space] = load_encoder(space, self._weights(space), self.dtype)
+    self._memo[key] = extract(self._encoders[space], images, self.mesh, self.batch_size)
+    while len(self._memo) > MEMO_SIZE:
+      self._memo.pop(next(iter(self._memo)))
+    return self._memo[key]
 
   def cached(self, space: str, images: np.ndarray) -> np.ndarray:
-    """Features of a fixed set (the real data), read from or written to the cache."""
+    """Features of a fixed set (the real data), read from or written to the disk cache."""
     if space == "pixels" or not self.cache_dir:
       return self(space, images)
-    path = os.path.join(self.cache_dir, f"{space}_{fingerprint(images)}.npy")
+    fp = fingerprint(images)
+    path = os.path.join(self.cache_dir, f"{space}_{fp}.npy")
     if os.path.exists(path):
       log.info("real %s features from %s", space, path)
       return np.load(path)
-    feats = self(space, images)
+    feats = self._encoded(space, images, fp)
     if jax.process_index() == 0:
       os.makedirs(self.cache_dir, exist_ok=True)
       np.save(f"{path}.tmp.npy", feats)

@@ -12,7 +12,7 @@ from collapse_jax.encoders import dinov2, inception, weights
 from collapse_jax.encoders.extract import extract
 from collapse_jax.encoders.load import convert, load_encoder
 from collapse_jax.sharding import make_mesh
-from tests.encoder_weights import dinov2_dir, inception_pth
+from tests.encoder_weights import DINOV2_TINY, dinov2_dir, inception_pth
 from tests.torch_fid_inception import randomized
 
 pytestmark = pytest.mark.parity
@@ -106,3 +106,26 @@ def test_inception_key_mapping_covers_the_state_dict():
   n_torch = sum(v.size for k, v in state.items()
                 if not k.startswith("fc.") and not k.endswith("num_batches_tracked"))
   assert n_flax == n_torch
+
+
+def test_embedder_memoises_recent_sets_and_caches_real_features(tmp_path, monkeypatch):
+  from collapse_jax import embed
+
+  dinov2_dir(str(tmp_path / "tiny"), DINOV2_TINY)
+  calls = []
+  monkeypatch.setattr(embed, "extract", lambda *a, **k: calls.append(1) or extract(*a, **k))
+  e = embed.Embedder(make_mesh({"data": 8}), dinov2_weights=str(tmp_path / "tiny"),
+                     batch_size=8, cache_dir=str(tmp_path / "features"))
+  rng = np.random.default_rng(6)
+  sets = [rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8) for _ in range(embed.MEMO_SIZE + 1)]
+  first = e("dinov2", sets[0])
+  np.testing.assert_array_equal(e("dinov2", sets[0].copy()), first)
+  assert len(calls) == 1
+  for s in sets[1:]:
+    e("dinov2", s)
+  assert len(calls) == embed.MEMO_SIZE + 1
+  np.testing.assert_array_equal(e("dinov2", sets[0]), first)  # evicted: computed again
+  assert len(calls) == embed.MEMO_SIZE + 2
+  real = e.cached("dinov2", sets[1])
+  fresh = embed.Embedder(e.mesh, dinov2_weights="/unused", cache_dir=str(tmp_path / "features"))
+  np.testing.assert_array_equal(fresh.cached("dinov2", sets[1]), real)  # read from disk

@@ -41,6 +41,10 @@ def read_source(source, resolution: int = 0, limit: int = 0, pad_to: int = 0,
   per = -(-n // n_proc)
   lo, hi = min(n, rank * per), min(n, (rank + 1) * per)
 
+  if hi <= lo:
+    raise ValueError(f"config.data: {n} examples cannot be shared by {n_proc} processes; "
+                     "raise config.data.max_examples or check config.data.path.")
+
   def prepare(ex):
     image = sources.resize_square(np.asarray(ex["image"], np.uint8), resolution)
     if pad_to and image.shape[0] < pad_to:
@@ -49,9 +53,6 @@ def read_source(source, resolution: int = 0, limit: int = 0, pad_to: int = 0,
     return {"image": image, "label": np.int32(ex.get("label", -1))}
 
   ds = grain.MapDataset.source(source)[lo:hi].map(prepare)
-  if hi <= lo:
-    raise ValueError(f"config.data: {n} examples cannot be shared by {n_proc} processes; "
-                     "raise config.data.max_examples or check config.data.path.")
   rows = list(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads)))
   images = np.stack([r["image"] for r in rows])
   labels = np.array([r["label"] for r in rows], np.int32)

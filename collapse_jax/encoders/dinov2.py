@@ -184,5 +184,4 @@ def load_dinov2(path: str, dtype=jnp.float32) -> tuple[Dinov2, dict]:
 def dinov2_encoder(path: str, dtype=jnp.float32) -> Encoder:
   """The paper's DINOv2 feature: the CLS token of HF-preprocessed images."""
   model, params = load_dinov2(path, dtype)
-  return Encoder("dinov2", model, params, preprocess, pick=lambda out: out[0],
-                 dim=model.config.hidden_size)
+  return Encoder("dinov2", model, params, preprocess, pick=lambda out: out[0])

@@ -33,7 +33,6 @@ class Encoder:
   params: dict
   preprocess: Callable[[jax.Array], jax.Array]
   pick: Callable = lambda out: out
-  dim: int = 0
 
 
 def _features(params, images, *, encoder: Encoder):

@@ -208,5 +208,4 @@ def load_inception(path: str, dtype=jnp.float32) -> tuple[FIDInception, dict]:
 def inception_encoder(path: str, dtype=jnp.float32) -> Encoder:
   """pool3 features of uint8 images, as pytorch-fid computes them."""
   model, params = load_inception(path, dtype)
-  return Encoder("inception", model, params, lambda x: x.astype(jnp.float32) / 255.0,
-                 dim=2048)
+  return Encoder("inception", model, params, lambda x: x.astype(jnp.float32) / 255.0)
