@@ -1,6 +1,7 @@
 """The references users would otherwise run, timed for the benchmarks (in .venv-bench only).
 
   .venv-bench/bin/python benchmarks/references.py train_step --batch 128 --steps 3
+  .venv-bench/bin/python benchmarks/references.py sample --batch 64 --steps 20
   .venv-bench/bin/python benchmarks/references.py entropy --data X.npy --repeats 3
   .venv-bench/bin/python benchmarks/references.py fps --data X.npy --n-select 5000
 
@@ -12,6 +13,18 @@ import json
 import time
 
 import torch
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _sync():
+  if DEVICE == "cuda":
+    torch.cuda.synchronize()
+
+
+def _autocast(dtype: str):
+  """bf16 mixed precision (the JAX side's bfloat16 compute); fp32 otherwise."""
+  return torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
 
 
 def unet48():
@@ -25,33 +38,58 @@ def unet48():
   )
 
 
-def train_step(batch: int, steps: int) -> dict:
-  """The authors' step: AdamW(1e-4, (0.95, 0.999)), eps MSE, grad clip 1.0, fp32 on CPU."""
-  model = unet48()
+def train_step(batch: int, steps: int, dtype: str) -> dict:
+  """The authors' step: AdamW(1e-4, (0.95, 0.999)), eps MSE, grad clip 1.0."""
+  model = unet48().to(DEVICE)
   opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.95, 0.999), weight_decay=1e-6)
-  abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000), 0)
-  x0 = torch.rand(batch, 3, 32, 32) * 2 - 1
+  abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000), 0).to(DEVICE)
+  x0 = torch.rand(batch, 3, 32, 32, device=DEVICE) * 2 - 1
 
   def step():
-    t = torch.randint(0, 1000, (batch,))
+    t = torch.randint(0, 1000, (batch,), device=DEVICE)
     noise = torch.randn_like(x0)
     a = abar[t].view(-1, 1, 1, 1)
     xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-    loss = torch.nn.functional.mse_loss(model(xt, t).sample, noise)
+    with _autocast(dtype):
+      loss = torch.nn.functional.mse_loss(model(xt, t).sample.float(), noise)
     opt.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
 
   step()  # warm-up
+  _sync()
   times = []
   for _ in range(steps):
     t0 = time.perf_counter()
     step()
+    _sync()
     times.append(time.perf_counter() - t0)
   n_params = sum(p.numel() for p in model.parameters())
   return {"images_per_sec": batch / sorted(times)[len(times) // 2], "params": n_params,
-          "threads": torch.get_num_threads()}
+          "threads": torch.get_num_threads(), "device": DEVICE}
+
+
+def sample(batch: int, steps: int, dtype: str) -> dict:
+  """diffusers' ancestral DDPM loop (UNet2DModel + DDPMScheduler) for `steps` steps."""
+  from diffusers import DDPMScheduler
+
+  model = unet48().to(DEVICE).eval()
+  scheduler = DDPMScheduler(num_train_timesteps=steps, clip_sample=True)
+  scheduler.set_timesteps(steps)
+
+  def run():
+    x = torch.randn(batch, 3, 32, 32, device=DEVICE)
+    with torch.no_grad(), _autocast(dtype):
+      for t in scheduler.timesteps:
+        eps = model(x, t).sample.float()
+        x = scheduler.step(eps, t, x).prev_sample
+    _sync()
+    return x
+
+  run()  # warm-up
+  t, _ = _median_time(run, 1)
+  return {"images_per_sec": batch / t, "seconds": t, "steps": steps, "device": DEVICE}
 
 
 def _median_time(fn, repeats):
@@ -141,7 +179,8 @@ def dinov2(path: str, weights: str, batch: int, repeats: int) -> dict:
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("what", choices=["train_step", "entropy", "fps", "dinov2"])
+  parser.add_argument("what", choices=["train_step", "sample", "entropy", "fps", "dinov2"])
+  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   parser.add_argument("--weights", default="")
   parser.add_argument("--batch", type=int, default=128)
   parser.add_argument("--steps", type=int, default=3)
@@ -150,7 +189,9 @@ def main():
   parser.add_argument("--n-select", type=int, default=5000)
   args = parser.parse_args()
   if args.what == "train_step":
-    result = train_step(args.batch, args.steps)
+    result = train_step(args.batch, args.steps, args.dtype)
+  elif args.what == "sample":
+    result = sample(args.batch, args.steps, args.dtype)
   elif args.what == "entropy":
     result = entropy(args.data, args.repeats)
   elif args.what == "dinov2":

@@ -1,15 +1,16 @@
-"""Train-step images/s of the UNet48 (32x32x3) against diffusers' UNet2DModel, in one run.
+"""Train-step images/s and model FLOP utilisation of UNet48 (32x32x3) against diffusers.
 
-  .venv/bin/python benchmarks/train_step.py [--batch 128] [--steps 3] [--dtype float32]
+  .venv/bin/python benchmarks/train_step.py [--batch 128] [--steps 3] [--dtype bfloat16]
+      [--mesh data=-1,fsdp=1]
 
-The PyTorch side runs in .venv-bench (`make bench` creates it) as a subprocess so torch
-never enters the package's environment. Prints a table with the ratio.
+FLOPs per step come from XLA's cost analysis of the compiled step (forward, backward and
+AdamW); utilisation is against the chip's spec-sheet peak, or on a CPU against a plain
+matmul measured in the same run. diffusers' UNet2DModel with the same widths is timed in
+.venv-bench (`make bench` creates it) on the same device, in the same dtype.
 """
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 
@@ -17,55 +18,61 @@ import jax
 import ml_collections
 import numpy as np
 
-from collapse_jax import sharding
-from collapse_jax.diffusion.schedule import linear_schedule
-from collapse_jax.models.unet import PRESETS, UNet
-from collapse_jax.train_state import make_optimizer
-from collapse_jax.train_step import compiled_train_step, create_state
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import device_line, peak_flops, reference  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-BENCH_PYTHON = os.path.join(HERE, "..", ".venv-bench", "bin", "python")
+from collapse_jax import sharding  # noqa: E402
+from collapse_jax.diffusion.schedule import linear_schedule  # noqa: E402
+from collapse_jax.models.unet import PRESETS, UNet  # noqa: E402
+from collapse_jax.train_state import make_optimizer  # noqa: E402
+from collapse_jax.train_step import compiled_train_step, create_state  # noqa: E402
+
+# The paper's optimizer (PAPER.md).
 OPTIM = ml_collections.ConfigDict(dict(
     lr=1e-4, b1=0.95, b2=0.999, eps=1e-8, weight_decay=1e-6, warmup_steps=500, grad_clip=1.0))
 
 
-def time_jax(batch: int, steps: int, dtype: str) -> dict:
-  mesh = sharding.make_mesh()
-  model = UNet(PRESETS["unet48"], out_channels=3, layers_per_block=2, attention_levels=(4,),
-               norm_groups=16, dtype=dtype)
+def parse_mesh(text: str) -> dict[str, int]:
+  return {k: int(v) for k, v in (kv.split("=") for kv in text.split(","))}
+
+
+def unet48(dtype: str) -> UNet:
+  return UNet(PRESETS["unet48"], out_channels=3, layers_per_block=2, attention_levels=(4,),
+              norm_groups=16, dtype=dtype)
+
+
+def time_train_step(batch: int, steps: int, dtype: str, mesh_shape=None) -> dict:
+  """Median step time of the jitted, sharded step, its compile time and its XLA FLOPs."""
+  mesh = sharding.make_mesh(mesh_shape)
+  model = unet48(dtype)
   tx = make_optimizer(OPTIM, 128_000)
   shape = (32, 32, 3)
   step = compiled_train_step(mesh, model, tx, shape, 0.0, 0.0)
   rng = np.random.default_rng(0)
-  batch_arr = sharding.shard_batch(
+  images = sharding.shard_batch(
       {"image": rng.uniform(-1, 1, (batch, *shape)).astype(np.float32)}, mesh)
   schedule = linear_schedule()
   with jax.set_mesh(mesh):
     state = create_state(jax.random.key(0), mesh, model, tx, shape, False)
     t0 = time.perf_counter()
-    state, m = step(state, batch_arr, jax.random.key(1), schedule)
-    jax.block_until_ready(m)
+    compiled = step.lower(state, images, jax.random.key(1), schedule).compile()
     compile_s = time.perf_counter() - t0
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    state, m = compiled(state, images, jax.random.key(1), schedule)  # warm-up
+    jax.block_until_ready(m)
     times = []
     for _ in range(steps):
       t0 = time.perf_counter()
-      state, m = step(state, batch_arr, jax.random.key(1), schedule)
+      state, m = compiled(state, images, jax.random.key(1), schedule)
       jax.block_until_ready(m)
       times.append(time.perf_counter() - t0)
-  return {"images_per_sec": batch / sorted(times)[len(times) // 2], "compile_s": compile_s,
+  step_s = sorted(times)[len(times) // 2]
+  # cost_analysis is per device (each runs its shard); the step's FLOPs are over all of them.
+  flops = float(cost["flops"]) * mesh.size
+  return {"images_per_sec": batch / step_s, "step_s": step_s, "compile_s": compile_s,
+          "flops_per_step": flops, "flops_per_sec": flops / step_s,
           "params": sum(x.size for x in jax.tree.leaves(state.params))}
-
-
-def time_torch(batch: int, steps: int) -> dict | None:
-  if not os.path.exists(BENCH_PYTHON):
-    print(f"(no {BENCH_PYTHON}: run `make bench` to create the reference environment)")
-    return None
-  out = subprocess.run(
-      [BENCH_PYTHON, os.path.join(HERE, "references.py"), "train_step",
-       "--batch", str(batch), "--steps", str(steps)],
-      check=True, capture_output=True, text=True,
-  )
-  return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main():
@@ -73,19 +80,29 @@ def main():
   parser.add_argument("--batch", type=int, default=128)
   parser.add_argument("--steps", type=int, default=3)
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  parser.add_argument("--mesh", default="data=-1,fsdp=1")
   args = parser.parse_args()
-  print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, jax {jax.__version__}")
-  ours = time_jax(args.batch, args.steps, args.dtype)
-  ref = time_torch(args.batch, args.steps)
-  print(f"UNet48 32x32x3 train step, batch {args.batch}, median of {args.steps} steps")
-  print(f"{'impl':<28}{'params':>12}{'img/s':>10}{'ratio':>8}")
-  print(f"{'collapse_jax (' + args.dtype + ')':<28}{ours['params']:>12,}"
-        f"{ours['images_per_sec']:>10.1f}{'':>8}   compile {ours['compile_s']:.1f}s")
+  print(device_line())
+  ours = time_train_step(args.batch, args.steps, args.dtype, parse_mesh(args.mesh))
+  peak, source = peak_flops(args.dtype)
+  ref = reference("train_step", "--batch", str(args.batch), "--steps", str(args.steps),
+                  "--dtype", args.dtype)
+  print(f"UNet48 32x32x3 train step, batch {args.batch}, {args.dtype}, mesh {args.mesh}, "
+        f"median of {args.steps} steps")
+  print(f"XLA cost analysis: {ours['flops_per_step'] / 1e9:.1f} GFLOP per step "
+        f"({ours['flops_per_step'] / args.batch / 1e9:.2f} GFLOP per image)")
+  print(f"{'impl':<30}{'params':>12}{'img/s':>10}{'TFLOP/s':>9}{'MFU':>7}{'ratio':>8}")
+  mfu = ours["flops_per_sec"] / peak
+  print(f"{'collapse_jax':<30}{ours['params']:>12,}{ours['images_per_sec']:>10.1f}"
+        f"{ours['flops_per_sec'] / 1e12:>9.3f}{mfu:>7.1%}{'':>8}"
+        f"   compile {ours['compile_s']:.1f}s")
   if ref:
     ratio = ours["images_per_sec"] / ref["images_per_sec"]
-    print(f"{'diffusers UNet2DModel (fp32)':<28}{ref['params']:>12,}"
-          f"{ref['images_per_sec']:>10.1f}{ratio:>7.2f}x")
-  sys.stdout.flush()
+    ref_rate = ref["images_per_sec"] * ours["flops_per_step"] / args.batch
+    print(f"{'diffusers UNet2DModel':<30}{ref['params']:>12,}{ref['images_per_sec']:>10.1f}"
+          f"{ref_rate / 1e12:>9.3f}{ref_rate / peak:>7.1%}{ratio:>7.2f}x")
+  print(f"MFU against {peak / 1e12:.2f} TFLOP/s ({source}); the reference's MFU uses the same "
+        "FLOP count per image")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ def compiled_sampler(
       _sample_chunk, model=model, shape=shape, method=method, num_steps=num_steps, eta=eta,
       guidance_scale=guidance_scale, clip_x0=clip_x0, out_sharding=out,
   )
-  return jax.jit(fn, out_shardings=out)
+  return jax.jit(sharding.under_mesh(fn, mesh), out_shardings=out)
 
 
 def generate(

@@ -4,7 +4,9 @@ FSDP (ZeRO-3) style: every device holds a different slice of the batch; paramete
 optimizer state are split over the `fsdp` axis and gathered by XLA where they are used.
 """
 
+import functools
 import math
+import re
 from collections.abc import Mapping
 
 import jax
@@ -50,26 +52,83 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(BATCH_AXES))
 
 
-def param_spec(shape: tuple[int, ...], fsdp: int, min_size: int) -> P:
-  """Shards the largest dimension divisible by `fsdp` for arrays of at least `min_size`."""
-  if fsdp == 1 or not shape or math.prod(shape) < min_size:
+# The parameter rule table: (regex searched in the '/'-joined path, spec), first match wins.
+# The paths are those of the train state, so the same rule covers a parameter, its EMA
+# and its Adam moments ('opt_state/0/mu/.../Conv_3/kernel'). Kernels split their output
+# features: conv (kh, kw, in, out), dense (in, out), class embedding (classes, dim).
+# Everything else (biases, GroupNorm scales, counters) is small and stays replicated.
+PARAM_RULES = (
+    (r"Conv_\d+/kernel$", P(None, None, None, "fsdp")),
+    (r"(Dense_\d+|query|key|value|out)/kernel$", P(None, "fsdp")),
+    (r"Embed_\d+/embedding$", P(None, "fsdp")),
+    (r".*", P()),
+)
+
+
+def path_str(path) -> str:
+  """'params/down_0/Conv_0/kernel' for a pytree key path."""
+  parts = []
+  for key in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(key, attr):
+        parts.append(str(getattr(key, attr)))
+        break
+    else:
+      parts.append(str(key))
+  return "/".join(parts)
+
+
+def param_spec(name: str, shape: tuple[int, ...], mesh_shape: Mapping[str, int],
+               rules=PARAM_RULES, min_size: int = 2**14) -> P:
+  """The first rule matching `name`; replicated if small or if an axis does not divide."""
+  if math.prod(shape) < min_size:
     return P()
-  for dim in sorted(range(len(shape)), key=lambda d: -shape[d]):
-    if shape[dim] % fsdp == 0:
-      spec = [None] * len(shape)
-      spec[dim] = "fsdp"
-      return P(*spec)
-  return P()
+  pattern, spec = next(((p, s) for p, s in rules if re.search(p, name)), (None, P()))
+  if len(spec) > len(shape):
+    raise ValueError(f"sharding rule {pattern!r} gives {spec} for {name} of shape {shape}.")
+  dims = []
+  for size, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec)), strict=True):
+    names = (axes,) if isinstance(axes, str) else tuple(axes or ())
+    n = math.prod(mesh_shape[a] for a in names)
+    # An axis of size 1, or one that does not divide the dimension, leaves it whole.
+    dims.append(axes if n > 1 and size % n == 0 else None)
+  return P(*dims) if any(dims) else P()
 
 
-def tree_shardings(abstract_tree, mesh: Mesh, min_size: int = 2**14):
-  """NamedShardings for a pytree of (abstract) arrays, by `param_spec`."""
-  fsdp = mesh.shape["fsdp"]
+def tree_shardings(abstract_tree, mesh: Mesh, rules=PARAM_RULES, min_size: int = 2**14):
+  """NamedShardings for a pytree of (abstract) arrays, by the rule table."""
 
-  def leaf(x):
-    return NamedSharding(mesh, param_spec(tuple(np.shape(x)), fsdp, min_size))
+  def leaf(path, x):
+    spec = param_spec(path_str(path), tuple(np.shape(x)), mesh.shape, rules, min_size)
+    return NamedSharding(mesh, spec)
 
-  return jax.tree.map(leaf, abstract_tree)
+  return jax.tree_util.tree_map_with_path(leaf, abstract_tree)
+
+
+def constrain_batch(x: jax.Array) -> jax.Array:
+  """Pins an activation's batch dimension to the batch axes of the mesh being traced under.
+
+  Without it XLA may follow an `fsdp`-split kernel and split the next activation by
+  channels, trading a cheap weight all-gather for activation all-to-alls. A no-op outside
+  a mesh, or when the batch does not divide over the devices (model init uses batch 1).
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or not set(BATCH_AXES) <= set(mesh.axis_names):
+    return x
+  if x.shape[0] % math.prod(mesh.shape[a] for a in BATCH_AXES):
+    return x
+  return jax.lax.with_sharding_constraint(x, P(BATCH_AXES))
+
+
+def under_mesh(fn, mesh: Mesh):
+  """`fn` traced with `mesh` as the ambient mesh, so `constrain_batch` sees it under jit."""
+
+  @functools.wraps(fn)
+  def wrapped(*args, **kwargs):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      return fn(*args, **kwargs)
+
+  return wrapped
 
 
 def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:

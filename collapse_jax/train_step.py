@@ -107,7 +107,7 @@ def compiled_train_step(
       train_step, model=model, tx=tx, ema_decay=ema_decay, label_dropout=label_dropout
   )
   return jax.jit(
-      step,
+      sharding.under_mesh(step, mesh),
       in_shardings=(shardings, sharding.batch_sharding(mesh), rep, rep),
       out_shardings=(shardings, rep),
       donate_argnums=0,

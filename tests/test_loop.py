@@ -84,9 +84,13 @@ def test_end_to_end(tmp_path, paradigm, selection, conditional, encoder_weights)
 def recursive(workdir, *overrides):
   cmd = [sys.executable, os.path.join(REPO, "scripts/recursive.py"),
          "--config", os.path.join(REPO, "configs/digits.py:smoke,greedy"),
-         "--workdir", str(workdir), "--config.train.num_steps=80",
+         "--workdir", str(workdir), "--config.train.num_steps=40",
          "--config.train.checkpoint_every=10", *overrides]
-  return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  # Restarts reuse the first run's compilations through JAX's persistent cache, as a user's
+  # restarts would with JAX_COMPILATION_CACHE_DIR set (docs/scaling.md).
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(workdir.parent / "xla_cache"))
+  return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env)
 
 
 def kill_when(proc, path, timeout=600):
@@ -106,7 +110,7 @@ def test_sigkill_mid_training_and_at_a_phase_boundary_then_resume(tmp_path):
 
   run = tmp_path / "killed"
   # Mid-training in generation 2, then right after generation 1's pool was saved.
-  kill_when(recursive(run), run / "gen_02" / "model" / "checkpoints" / "30")
+  kill_when(recursive(run), run / "gen_02" / "model" / "checkpoints" / "20")
   resumed = recursive(run)
   kill_when(resumed, run / "gen_02" / "samples.png")
   final = recursive(run)

@@ -6,12 +6,13 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec as P
 
 from collapse_jax import sharding
 from collapse_jax.diffusion.schedule import linear_schedule
-from collapse_jax.models.unet import UNet
+from collapse_jax.models.unet import PRESETS, UNet
 from collapse_jax.train_state import make_optimizer
-from collapse_jax.train_step import compiled_train_step, create_state
+from collapse_jax.train_step import compiled_train_step, create_state, init_state, state_shardings
 
 OPTIM = ml_collections.ConfigDict(dict(
     lr=1e-3, b1=0.95, b2=0.999, eps=1e-8, weight_decay=1e-6, warmup_steps=2, grad_clip=1.0))
@@ -46,16 +47,22 @@ def single_device_run():
   return run_steps(one, MODEL, BATCHES)
 
 
-@pytest.mark.parametrize("mesh_shape", [{"data": 8, "fsdp": 1}, {"data": 4, "fsdp": 2},
-                                        {"data": 2, "fsdp": 4}])
+def fsdp_leaves(mesh):
+  tx = make_optimizer(OPTIM, 10)
+  shardings = state_shardings(mesh, MODEL, tx, (8, 8, 1), True)
+  return [sharding.path_str(p) for p, s in jax.tree_util.tree_leaves_with_path(shardings)
+          if "fsdp" in str(s.spec)]
+
+
+@pytest.mark.parametrize("mesh_shape", [{"data": 4, "fsdp": 2}, {"data": 2, "fsdp": 4}])
 def test_sharded_step_equals_single_device(devices, mesh_shape):
   many = sharding.make_mesh(mesh_shape, devices)
-  # Large params really are split over fsdp on the multi-device mesh.
-  if mesh_shape["fsdp"] > 1:
-    kernel = next(x for x in jax.tree.leaves(
-        sharding.tree_shardings(jax.eval_shape(lambda: np.zeros((64, 64, 3, 3))), many,
-                                min_size=1)))
-    assert "fsdp" in str(kernel.spec)
+  split = fsdp_leaves(many)
+  # The large kernels really are split, and so are their EMA and both Adam moments.
+  names = {p.removeprefix("params/") for p in split if p.startswith("params/")}
+  assert names
+  for prefix in ("ema_params/", "opt_state/1/0/mu/", "opt_state/1/0/nu/"):
+    assert names <= {p.removeprefix(prefix) for p in split if p.startswith(prefix)}, prefix
   losses1, state1 = single_device_run()
   losses8, state8 = run_steps(many, MODEL, BATCHES)
   np.testing.assert_allclose(losses1, losses8, rtol=1e-5)
@@ -73,11 +80,63 @@ def test_sharded_step_equals_single_device(devices, mesh_shape):
 
 
 def test_param_spec_rules():
-  assert sharding.param_spec((3, 3, 64, 128), 2, 16) == jax.sharding.PartitionSpec(
-      None, None, None, "fsdp")
-  assert sharding.param_spec((3, 3, 64, 128), 1, 16) == jax.sharding.PartitionSpec()
-  assert sharding.param_spec((7,), 2, 1) == jax.sharding.PartitionSpec()
-  assert sharding.param_spec((4, 4), 2, 10**6) == jax.sharding.PartitionSpec()
+  mesh_shape = {"data": 2, "fsdp": 4}
+  spec = lambda name, shape, **kw: sharding.param_spec(name, shape, mesh_shape, **kw)
+  assert spec("params/Conv_3/kernel", (3, 3, 64, 128)) == P(None, None, None, "fsdp")
+  assert spec("opt_state/1/0/mu/up/Dense_0/kernel", (256, 512)) == P(None, "fsdp")
+  assert spec("params/Conv_3/kernel", (3, 3, 64, 128), min_size=10**6) == P()
+  assert spec("params/GroupNorm_0/scale", (4096, 8)) == P()
+  # An axis that does not divide the dimension leaves it whole (the 3-channel output conv).
+  assert spec("params/Conv_9/kernel", (3, 3, 8192, 3)) == P()
+  assert sharding.param_spec("params/Conv_3/kernel", (3, 3, 64, 128), {"data": 8, "fsdp": 1}) \
+      == P()
+  with pytest.raises(ValueError, match="sharding rule"):
+    spec("params/Dense_0/kernel", (2**15,), rules=((r"Dense", P(None, "fsdp")),))
+
+
+def test_rule_table_splits_unet48_state_over_fsdp(devices):
+  """UNet48's parameters and Adam moments hold ~1/fsdp of their bytes on each device."""
+  model = UNet(PRESETS["unet48"], out_channels=3, attention_levels=(4,), norm_groups=16)
+  tx = make_optimizer(OPTIM, 10)
+  mesh = sharding.make_mesh({"data": 2, "fsdp": 4}, devices)
+  shardings = state_shardings(mesh, model, tx, (32, 32, 3), False)
+  abstract = jax.eval_shape(
+      lambda r: init_state(r, model=model, tx=tx, image_shape=(32, 32, 3), ema=False),
+      jax.random.key(0))
+  total = per_device = 0
+  for (path, x), s in zip(jax.tree_util.tree_leaves_with_path(abstract),
+                          jax.tree.leaves(shardings), strict=True):
+    name, shard = sharding.path_str(path), s.shard_shape(x.shape)
+    total += x.size
+    per_device += np.prod(shard)
+    if x.size >= 2**14 and name.endswith("/kernel") and x.shape[-1] % 4 == 0:
+      assert shard[-1] == x.shape[-1] // 4, name
+    if "GroupNorm" in name or name.endswith("/bias"):
+      assert shard == x.shape, name
+  assert total > 3 * 12e6  # params + two moments of a ~12M-parameter model
+  assert per_device / total < 0.27, per_device / total
+
+
+def test_fsdp_step_keeps_activations_batch_split(devices):
+  """With fsdp-split kernels the compiled step only gathers weights: no all-to-all.
+
+  Without `constrain_batch` in the UNet, XLA splits activations by channel after
+  fsdp-split convs and the step compiles to hundreds of all-to-alls.
+  """
+  mesh = sharding.make_mesh({"data": 2, "fsdp": 4}, devices)
+  tx = make_optimizer(OPTIM, 10)
+  model = UNet((32, 64), out_channels=1, attention_levels=(1,), norm_groups=8, num_classes=10)
+  step = compiled_train_step(mesh, model, tx, (8, 8, 1), 0.0, 0.1)
+  state = jax.eval_shape(
+      lambda r: init_state(r, model=model, tx=tx, image_shape=(8, 8, 1), ema=False),
+      jax.random.key(0))
+  state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state,
+                       state_shardings(mesh, model, tx, (8, 8, 1), False))
+  batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding.batch_sharding(mesh))
+           for k, v in BATCHES[0].items()}
+  hlo = step.lower(state, batch, jax.random.key(1), linear_schedule(1000)).compile().as_text()
+  assert "all-gather" in hlo
+  assert "all-to-all" not in hlo
 
 
 def test_mesh_errors(devices):

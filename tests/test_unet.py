@@ -35,14 +35,15 @@ def test_forward_shapes_and_labels_matter(dtype):
   x = jax.random.normal(jax.random.key(0), (4, 8, 8, 1))
   t = jnp.array([0, 10, 500, 999])
   y = jnp.array([0, 1, 2, 10])
-  params = model.init(jax.random.key(1), x, t, y)
-  out = model.apply(params, x, t, y)
+  params = jax.jit(model.init)(jax.random.key(1), x, t, y)
+  apply = jax.jit(model.apply)
+  out = apply(params, x, t, y)
   assert out.shape == x.shape and out.dtype == jnp.float32
   assert np.isfinite(np.asarray(out)).all()
   # Perturb params so the (zero-ish at init) label path is visible, then check it is used.
   params = jax.tree.map(lambda p: p + 0.05, params)
-  a = model.apply(params, x, t, y)
-  b = model.apply(params, x, t, jnp.array([5, 5, 5, 5]))
+  a = apply(params, x, t, y)
+  b = apply(params, x, t, jnp.array([5, 5, 5, 5]))
   assert float(jnp.abs(a - b).max()) > 1e-3
 
 

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from collapse_jax.sharding import constrain_batch
+
 # Widths per resolution level (PAPER.md); the paper trains UNet48.
 PRESETS = {
     "unet32": (32, 32, 64, 64, 128, 128),
@@ -44,8 +46,12 @@ class ResnetBlock(nn.Module):
   def __call__(self, x, temb, train: bool):
     norm = lambda: nn.GroupNorm(num_groups=self.groups, epsilon=1e-5, dtype=self.dtype)
     conv = lambda k: nn.Conv(self.features, (k, k), padding=k // 2, dtype=self.dtype)
+    # Pins every conv output to the batch split (see constrain_batch): left free, XLA
+    # follows the fsdp-split kernel and splits it by channels, then pays all-to-alls.
+    conv = lambda k, conv=conv: lambda y: constrain_batch(conv(k)(y))
     h = conv(3)(nn.swish(norm()(x)))
-    h = h + nn.Dense(self.features, dtype=self.dtype)(nn.swish(temb))[:, None, None, :]
+    t = constrain_batch(nn.Dense(self.features, dtype=self.dtype)(nn.swish(temb)))
+    h = h + t[:, None, None]
     h = nn.swish(norm()(h))
     h = nn.Dropout(self.dropout, deterministic=not train)(h)
     h = conv(3)(h)
@@ -68,13 +74,13 @@ class AttentionBlock(nn.Module):
     h = nn.GroupNorm(num_groups=self.groups, epsilon=1e-5, dtype=self.dtype)(x)
     h = h.reshape(b, height * width, c)
     q, k, v = (
-        nn.Dense(c, dtype=self.dtype, name=n)(h).reshape(b, -1, heads, c // heads)
+        constrain_batch(nn.Dense(c, dtype=self.dtype, name=n)(h)).reshape(b, -1, heads, c // heads)
         for n in ("query", "key", "value")
     )
     logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
     weights = jax.nn.softmax(logits / math.sqrt(c // heads), axis=-1).astype(self.dtype)
     out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, -1, c)
-    out = nn.Dense(c, dtype=self.dtype, name="out")(out)
+    out = constrain_batch(nn.Dense(c, dtype=self.dtype, name="out")(out))
     return x + out.reshape(b, height, width, c)
 
 
@@ -112,38 +118,40 @@ class UNet(nn.Module):
       if labels is None:
         raise ValueError("UNet.num_classes > 0 needs labels (use num_classes for 'null').")
       temb = temb + nn.Embed(self.num_classes + 1, 4 * chans[0], dtype=dt)(labels)
+    temb = constrain_batch(temb)
 
-    h = nn.Conv(chans[0], (3, 3), padding=1, dtype=dt)(x.astype(dt))
+    # Activations stay split over the batch (constrain_batch) between blocks.
+    h = constrain_batch(nn.Conv(chans[0], (3, 3), padding=1, dtype=dt)(x.astype(dt)))
     skips = [h]
     for level, ch in enumerate(chans):
       for _ in range(self.layers_per_block):
-        h = ResnetBlock(ch, groups, self.dropout, dt)(h, temb, train)
+        h = constrain_batch(ResnetBlock(ch, groups, self.dropout, dt)(h, temb, train))
         if level in self.attention_levels:
-          h = AttentionBlock(groups, self.head_dim, dt)(h)
+          h = constrain_batch(AttentionBlock(groups, self.head_dim, dt)(h))
         skips.append(h)
       if level < levels - 1:
-        h = nn.Conv(ch, (3, 3), strides=2, padding=1, dtype=dt)(h)
+        h = constrain_batch(nn.Conv(ch, (3, 3), strides=2, padding=1, dtype=dt)(h))
         skips.append(h)
 
-    h = ResnetBlock(chans[-1], groups, self.dropout, dt)(h, temb, train)
-    h = AttentionBlock(groups, self.head_dim, dt)(h)
-    h = ResnetBlock(chans[-1], groups, self.dropout, dt)(h, temb, train)
+    h = constrain_batch(ResnetBlock(chans[-1], groups, self.dropout, dt)(h, temb, train))
+    h = constrain_batch(AttentionBlock(groups, self.head_dim, dt)(h))
+    h = constrain_batch(ResnetBlock(chans[-1], groups, self.dropout, dt)(h, temb, train))
 
     for level in reversed(range(levels)):
       for _ in range(self.layers_per_block + 1):
         h = jnp.concatenate([h, skips.pop()], axis=-1)
-        h = ResnetBlock(chans[level], groups, self.dropout, dt)(h, temb, train)
+        h = constrain_batch(ResnetBlock(chans[level], groups, self.dropout, dt)(h, temb, train))
         if level in self.attention_levels:
-          h = AttentionBlock(groups, self.head_dim, dt)(h)
+          h = constrain_batch(AttentionBlock(groups, self.head_dim, dt)(h))
       if level > 0:
         b, height, width, c = h.shape
         h = jax.image.resize(h, (b, 2 * height, 2 * width, c), method="nearest")
-        h = nn.Conv(chans[level], (3, 3), padding=1, dtype=dt)(h)
+        h = constrain_batch(nn.Conv(chans[level], (3, 3), padding=1, dtype=dt)(h))
     assert not skips
 
     h = nn.swish(nn.GroupNorm(num_groups=groups, epsilon=1e-5, dtype=dt)(h))
     h = nn.Conv(self.out_channels, (3, 3), padding=1, dtype=dt)(h)
-    return h.astype(jnp.float32)
+    return constrain_batch(h.astype(jnp.float32))
 
 
 def unet_from_config(model_config, image_shape: tuple[int, int, int], num_classes: int) -> UNet:
