@@ -11,6 +11,7 @@ import shutil
 
 import jax
 import ml_collections
+from jax.experimental import multihost_utils
 
 from collapse_jax.models.unet import PRESETS
 
@@ -169,6 +170,7 @@ def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
   names the differing fields; `overwrite=True` deletes the old run and starts afresh.
   """
   path = os.path.join(workdir, "config.json")
+  diff = []
   if os.path.exists(path):
     with open(path) as f:
       old = _flatten(json.load(f))
@@ -180,12 +182,16 @@ def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
           f"workdir {workdir} holds a run with a different config: {shown}. Use another "
           "--workdir, or pass --overwrite to delete that run and start again."
       )
-    if diff and overwrite and jax.process_index() == 0:
-      shutil.rmtree(workdir)
+  # Every process has read the old config before process 0 replaces it (atomically).
+  multihost_utils.sync_global_devices("prepare_workdir:checked")
   if jax.process_index() == 0:
+    if diff:
+      shutil.rmtree(workdir)
     os.makedirs(workdir, exist_ok=True)
-    with open(path, "w") as f:
+    with open(path + ".tmp", "w") as f:
       f.write(config.to_json(indent=2))
+    os.replace(path + ".tmp", path)
+  multihost_utils.sync_global_devices("prepare_workdir:written")
 
 
 LOOP_CHOICES = {

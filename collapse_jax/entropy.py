@@ -15,6 +15,7 @@ from jax.sharding import PartitionSpec as P
 from scipy import special
 
 from collapse_jax.knn import knn, knn_self
+from collapse_jax.sharding import to_host
 
 
 def log_unit_ball_volume(d: int) -> float:
@@ -81,6 +82,6 @@ def kl_entropy(
   split over `axis` and each device searches the whole set.
   """
   r = kth_neighbor_distance(x, k, block_size=block_size, mesh=mesh, axis=axis)
-  sum_log = float(np.sum(np.log(np.asarray(r, np.float64) + 1e-10)))
+  sum_log = float(np.sum(np.log(to_host(r).astype(np.float64) + 1e-10)))
   n, d = np.shape(x)
   return kl_from_distances(sum_log, n, d, k)

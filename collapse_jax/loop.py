@@ -232,7 +232,8 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
     row = generation_metrics(g + 1, current, pool, nxt, real_stats, config, embed, mesh)
     row |= {"train_s": meta.get("train_s", 0.0), "generate_s": meta.get("generate_s", 0.0),
             "select_s": t1 - t0, "metrics_s": time.perf_counter() - t1}
-    report.write_generation(gen_dir, current, pool, lc.nn_panel)
+    if jax.process_index() == 0:  # every process holds the same sets; one writes
+      report.write_generation(gen_dir, current, pool, lc.nn_panel)
     log.info("%sentropy train %.1f pool %.1f selected %.1f | gen score %.1f | FD %.1f", prefix,
              row["train_entropy"], row["pool_entropy"], row["selected_entropy"],
              row["gen_score"], row["fd_real"])
@@ -245,5 +246,6 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
     _sync_rows(workdir, meta["rows"])
     current = nxt
   manager.close()
-  report.write_report(workdir, config, meta["rows"])
+  if jax.process_index() == 0:
+    report.write_report(workdir, config, meta["rows"])
   return meta["rows"]

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -129,6 +130,13 @@ def under_mesh(fn, mesh: Mesh):
       return fn(*args, **kwargs)
 
   return wrapped
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+  """The whole of a (possibly multi-host sharded) array as numpy, on every process."""
+  if x.is_fully_addressable or x.is_fully_replicated:
+    return np.asarray(x)
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:

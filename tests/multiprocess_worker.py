@@ -1,9 +1,11 @@
-"""One process of tests/test_multiprocess.py: a few sharded train steps and one selection.
+"""One process of tests/test_multiprocess.py: both selections on a random pool, then one
+generation of the recursive loop (train, generate, greedy select, metrics) in WORKDIR.
 
-  python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT
+  python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT WORKDIR
 """
 
 import json
+import os
 import sys
 
 import jax
@@ -11,43 +13,30 @@ import ml_collections
 import numpy as np
 
 from collapse_jax import distributed, sharding
-from collapse_jax.data.pipeline import batch_at_step, make_batch_dataset
-from collapse_jax.diffusion.schedule import linear_schedule
-from collapse_jax.models.unet import UNet
+from collapse_jax.loop import run_recursive
 from collapse_jax.selection import greedy_select, threshold_decay_select
-from collapse_jax.train_state import make_optimizer
-from collapse_jax.train_step import compiled_train_step, create_state
 
-OPTIM = ml_collections.ConfigDict(dict(
-    lr=1e-3, b1=0.95, b2=0.999, eps=1e-8, weight_decay=1e-6, warmup_steps=2, grad_clip=1.0))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs"))
+import digits  # noqa: E402
 
 
-def main(pid: int, nproc: int, port: int) -> None:
-  config = ml_collections.ConfigDict({"distributed": dict(
+def main(pid: int, nproc: int, port: int, workdir: str) -> None:
+  config = digits.get_config("smoke,greedy")
+  config.loop.generations = 1
+  config.mesh.fsdp = 2  # (2, 2): parameters split over two devices, batch over all four
+  config.distributed = ml_collections.ConfigDict(dict(
       auto=False, coordinator=f"localhost:{port}" if nproc > 1 else "", num_processes=nproc,
-      process_id=pid, cpu_collectives="gloo")})
+      process_id=pid, cpu_collectives="gloo"))
   distributed.initialize(config)
-  mesh = sharding.make_mesh({"data": -1, "fsdp": 2})
-  model = UNet((16, 32), out_channels=1, attention_levels=(1,), norm_groups=8)
-  tx = make_optimizer(OPTIM, 10)
-  step = compiled_train_step(mesh, model, tx, (8, 8, 1), 0.99, 0.0)
-  images = np.random.default_rng(0).uniform(-1, 1, (64, 8, 8, 1)).astype(np.float32)
-  dataset = make_batch_dataset(64, 16, seed=0)
-  losses = []
-  with jax.set_mesh(mesh):
-    state = create_state(jax.random.key(0), mesh, model, tx, (8, 8, 1), True)
-    for s in range(3):
-      # Each process reads only its slice of the global batch.
-      batch = sharding.shard_batch(batch_at_step(dataset, {"image": images}, s), mesh)
-      state, metrics = step(state, batch, jax.random.key(1), linear_schedule())
-      losses.append(float(metrics["loss"]))
+  mesh = sharding.make_mesh(config.mesh)
   pool = np.random.default_rng(1).normal(size=(203, 8)).astype(np.float32)
   greedy = greedy_select(pool, 20, start=3, mesh=mesh)
   thresh = threshold_decay_select(pool, 20, 3.0, 0.9, key=jax.random.key(2), mesh=mesh)
+  rows = run_recursive(config, workdir)
   print(json.dumps({"process": jax.process_index(), "devices": jax.device_count(),
-                    "losses": losses, "greedy": np.asarray(greedy).tolist(),
-                    "threshold": np.asarray(thresh).tolist()}))
+                    "greedy": np.asarray(greedy).tolist(),
+                    "threshold": np.asarray(thresh).tolist(), "rows": rows}))
 
 
 if __name__ == "__main__":
-  main(*map(int, sys.argv[1:4]))
+  main(*map(int, sys.argv[1:4]), sys.argv[4])

@@ -64,7 +64,10 @@ def run_train(workdir, *overrides):
          "--config", os.path.join(REPO, "configs/digits.py:smoke"), "--workdir", str(workdir),
          "--config.train.num_steps=200", "--config.train.checkpoint_every=20",
          "--config.train.log_every=10", *overrides]
-  return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  # Later runs reuse the first one's compilations (JAX's persistent cache).
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(workdir.parent / "xla_cache"))
+  return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          env=env)
 
 
 def test_sigkill_and_resume_equals_uninterrupted_run(tmp_path):
