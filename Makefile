@@ -34,11 +34,18 @@ lint: setup
 	.venv-bench/bin/pip install --quiet torch==2.13.0 diffusers transformers faiss-cpu scikit-learn scipy
 	touch .venv-bench/bin/activate
 
+# DDPM steps the sampling benchmarks time (images/s at 1000 steps is projected from them):
+# 1000 on an accelerator, fewer on a CPU, where one step of batch 64 takes ~1 s.
+SAMPLE_STEPS ?= 20
+DTYPE ?= float32
+
 bench: setup .venv-bench/bin/activate
 	$(BIN)/python benchmarks/entropy_kernel.py
 	$(BIN)/python benchmarks/selection.py
-	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/train_step.py --dtype $(DTYPE)
+	$(BIN)/python benchmarks/sampling.py --dtype $(DTYPE) --steps $(SAMPLE_STEPS)
 	$(BIN)/python benchmarks/dinov2.py
+	$(BIN)/python benchmarks/generation.py --dtype $(DTYPE) --sample-steps $(SAMPLE_STEPS)
 
 clean:
 	rm -rf runs
