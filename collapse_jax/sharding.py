@@ -64,23 +64,16 @@ PARAM_RULES = (
     (r"Embed_\d+/embedding$", P(None, "fsdp")),
     (r".*", P()),
 )
+MIN_SHARD_SIZE = 2**14  # smaller arrays stay replicated: splitting them saves nothing
 
 
 def path_str(path) -> str:
-  """'params/down_0/Conv_0/kernel' for a pytree key path."""
-  parts = []
-  for key in path:
-    for attr in ("key", "name", "idx"):
-      if hasattr(key, attr):
-        parts.append(str(getattr(key, attr)))
-        break
-    else:
-      parts.append(str(key))
-  return "/".join(parts)
+  """'params/Conv_0/kernel' for a pytree key path: what the rules are matched against."""
+  return jax.tree_util.keystr(path, simple=True, separator="/")
 
 
 def param_spec(name: str, shape: tuple[int, ...], mesh_shape: Mapping[str, int],
-               rules=PARAM_RULES, min_size: int = 2**14) -> P:
+               rules=PARAM_RULES, min_size: int = MIN_SHARD_SIZE) -> P:
   """The first rule matching `name`; replicated if small or if an axis does not divide."""
   if math.prod(shape) < min_size:
     return P()
@@ -96,7 +89,8 @@ def param_spec(name: str, shape: tuple[int, ...], mesh_shape: Mapping[str, int],
   return P(*dims) if any(dims) else P()
 
 
-def tree_shardings(abstract_tree, mesh: Mesh, rules=PARAM_RULES, min_size: int = 2**14):
+def tree_shardings(abstract_tree, mesh: Mesh, rules=PARAM_RULES,
+                   min_size: int = MIN_SHARD_SIZE):
   """NamedShardings for a pytree of (abstract) arrays, by the rule table."""
 
   def leaf(path, x):

@@ -120,29 +120,30 @@ class UNet(nn.Module):
       temb = temb + nn.Embed(self.num_classes + 1, 4 * chans[0], dtype=dt)(labels)
     temb = constrain_batch(temb)
 
-    # Activations stay split over the batch (constrain_batch) between blocks.
+    # Every conv and projection output, here and inside the blocks, stays split over the
+    # batch (constrain_batch); block outputs are sums of such outputs.
     h = constrain_batch(nn.Conv(chans[0], (3, 3), padding=1, dtype=dt)(x.astype(dt)))
     skips = [h]
     for level, ch in enumerate(chans):
       for _ in range(self.layers_per_block):
-        h = constrain_batch(ResnetBlock(ch, groups, self.dropout, dt)(h, temb, train))
+        h = ResnetBlock(ch, groups, self.dropout, dt)(h, temb, train)
         if level in self.attention_levels:
-          h = constrain_batch(AttentionBlock(groups, self.head_dim, dt)(h))
+          h = AttentionBlock(groups, self.head_dim, dt)(h)
         skips.append(h)
       if level < levels - 1:
         h = constrain_batch(nn.Conv(ch, (3, 3), strides=2, padding=1, dtype=dt)(h))
         skips.append(h)
 
-    h = constrain_batch(ResnetBlock(chans[-1], groups, self.dropout, dt)(h, temb, train))
-    h = constrain_batch(AttentionBlock(groups, self.head_dim, dt)(h))
-    h = constrain_batch(ResnetBlock(chans[-1], groups, self.dropout, dt)(h, temb, train))
+    h = ResnetBlock(chans[-1], groups, self.dropout, dt)(h, temb, train)
+    h = AttentionBlock(groups, self.head_dim, dt)(h)
+    h = ResnetBlock(chans[-1], groups, self.dropout, dt)(h, temb, train)
 
     for level in reversed(range(levels)):
       for _ in range(self.layers_per_block + 1):
         h = jnp.concatenate([h, skips.pop()], axis=-1)
-        h = constrain_batch(ResnetBlock(chans[level], groups, self.dropout, dt)(h, temb, train))
+        h = ResnetBlock(chans[level], groups, self.dropout, dt)(h, temb, train)
         if level in self.attention_levels:
-          h = constrain_batch(AttentionBlock(groups, self.head_dim, dt)(h))
+          h = AttentionBlock(groups, self.head_dim, dt)(h)
       if level > 0:
         b, height, width, c = h.shape
         h = jax.image.resize(h, (b, 2 * height, 2 * width, c), method="nearest")
