@@ -12,23 +12,40 @@ import logging
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
 from collapse_jax.encoders.extract import extract
 from collapse_jax.encoders.load import load_encoder
+from collapse_jax.sharding import put_rows, to_host
 
 log = logging.getLogger(__name__)
 
 SPACES = ("pixels", "dinov2", "inception")
 
 
-def pixels(images: np.ndarray) -> np.ndarray:
-  """Flattened pixels on the paper's 0-255 scale (uint8 images in)."""
-  return images.reshape(len(images), -1).astype(np.float32)
+def pixels(images):
+  """Flattened pixels on the paper's 0-255 scale (uint8 images in; device arrays stay)."""
+  return images.reshape(images.shape[0], -1).astype(np.float32)
 
 
-def fingerprint(images: np.ndarray) -> str:
+@jax.jit
+def _checksum(x: jax.Array) -> jax.Array:
+  """Two position-weighted sums mod 2^32 of all elements: equal sets, equal sums, whatever
+  the sharding (integer addition wraps and is associative)."""
+  v = x.reshape(-1).astype(jnp.uint32)
+  i = jnp.arange(v.size, dtype=jnp.uint32)
+  w1 = i * jnp.uint32(2654435761) + 1
+  w2 = (i ^ (i >> 13)) * jnp.uint32(0x85EBCA6B) | 1
+  return jnp.stack([jnp.sum(v * w1), jnp.sum((v + 7) * w2)])
+
+
+def fingerprint(images) -> str:
+  """A short key for a set of images: sha1 of host bytes, a checksum on the devices."""
+  if isinstance(images, jax.Array):
+    a, b = np.asarray(_checksum(images)).tolist()
+    return f"{a:08x}{b:08x}-{images.shape[0]}"
   h = hashlib.sha1(str(images.shape).encode())
   h.update(np.ascontiguousarray(images).data)
   return h.hexdigest()[:16]
@@ -66,12 +83,13 @@ class Embedder:
   def has(self, space: str) -> bool:
     return space == "pixels" or bool(self._weights(space))
 
-  def __call__(self, space: str, images: np.ndarray) -> np.ndarray:
+  def __call__(self, space: str, images):
+    """Features (N, D) float32 of uint8 images, split by rows like the images."""
     if space == "pixels":
       return pixels(images)
     return self._encoded(space, images, fingerprint(images))
 
-  def _encoded(self, space: str, images: np.ndarray, fp: str) -> np.ndarray:
+  def _encoded(self, space: str, images, fp: str) -> jax.Array:
     key = (space, fp)
     if key in self._memo:
       self._memo[key] = self._memo.pop(key)  # most recently used last
@@ -83,7 +101,7 @@ class Embedder:
       self._memo.pop(next(iter(self._memo)))
     return self._memo[key]
 
-  def cached(self, space: str, images: np.ndarray) -> np.ndarray:
+  def cached(self, space: str, images):
     """Features of a fixed set (the real data), read from or written to the disk cache."""
     if space == "pixels" or not self.cache_dir:
       return self(space, images)
@@ -91,10 +109,11 @@ class Embedder:
     path = os.path.join(self.cache_dir, f"{space}_{fp}.npy")
     if os.path.exists(path):
       log.info("real %s features from %s", space, path)
-      return np.load(path)
+      return put_rows(np.load(path), self.mesh)  # placed as freshly extracted ones are
     feats = self._encoded(space, images, fp)
+    host = to_host(feats)  # the real set's features only, for the disk cache
     if jax.process_index() == 0:
       os.makedirs(self.cache_dir, exist_ok=True)
-      np.save(f"{path}.tmp.npy", feats)
+      np.save(f"{path}.tmp.npy", host)
       os.replace(f"{path}.tmp.npy", path)
     return feats

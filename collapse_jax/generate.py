@@ -1,4 +1,8 @@
-"""Sharded sampling: many images from a trained UNet, in fixed-size jitted chunks."""
+"""Sharded sampling: many images from a trained UNet, in fixed-size jitted chunks.
+
+The images stay on the devices, split by rows over the mesh: a pool is never gathered onto
+one host (multi-host runs keep each process's rows on its own devices).
+"""
 
 import functools
 
@@ -6,12 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
-from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from collapse_jax import sharding
 from collapse_jax.diffusion import sampling
 from collapse_jax.diffusion.schedule import Schedule
+from collapse_jax.images import to_uint8
 
 
 def _sample_chunk(params, rng, labels, schedule, *, model, shape, method, num_steps, eta,
@@ -53,8 +57,10 @@ def generate(
     image_shape: tuple,
     sample_config,
     labels: np.ndarray | None = None,
-) -> np.ndarray:
-  """`num_images` samples in [-1, 1] as a host array; labels (if any) pick the classes."""
+    as_uint8: bool = True,
+) -> jax.Array:
+  """`num_images` samples, uint8 (or in [-1, 1] if not `as_uint8`), as a global array split
+  by rows over `mesh` (`sharding.rows_sharding`); labels (host ints) pick the classes."""
   chunk = int(sample_config.batch_size)
   n_dev = mesh.size
   chunk = max(n_dev, (min(chunk, num_images) + n_dev - 1) // n_dev * n_dev)
@@ -70,8 +76,16 @@ def generate(
     if labels is not None:
       y = np.resize(labels[start : start + chunk], chunk).astype(np.int32)
       y = jax.device_put(y, batch_sh)
-    images = fn(params, jax.random.fold_in(rng, i), y, schedule)
-    # Every process gets all images (a no-op gather on one host).
-    images = multihost_utils.process_allgather(images, tiled=True)
-    outputs.append(np.asarray(images)[: num_images - start])
-  return np.concatenate(outputs)[:num_images]
+    outputs.append(fn(params, jax.random.fold_in(rng, i), y, schedule))
+  return _join(mesh, num_images, as_uint8)(outputs)
+
+
+@functools.cache
+def _join(mesh: Mesh, n: int, as_uint8: bool):
+  """The chunks joined and cut to n rows on the devices (the pool is quantised there)."""
+
+  def join(chunks):
+    images = jnp.concatenate(chunks)[:n]
+    return to_uint8(images) if as_uint8 else images
+
+  return jax.jit(join, out_shardings=sharding.rows_sharding(mesh, n))

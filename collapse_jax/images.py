@@ -2,18 +2,27 @@
 
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
 
-def to_uint8(images: np.ndarray) -> np.ndarray:
-  """[-1, 1] float -> [0, 255] uint8."""
-  return np.clip(np.round((np.asarray(images) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+def _xp(images):
+  """jnp for device arrays (kept on the devices, also under jit), numpy otherwise."""
+  return jnp if isinstance(images, jax.Array) else np
 
 
-def from_uint8(images: np.ndarray) -> np.ndarray:
+def to_uint8(images):
+  """[-1, 1] float -> [0, 255] uint8 (same bits from numpy and jax)."""
+  xp = _xp(images)
+  return xp.clip(xp.round((xp.asarray(images) + 1.0) * 127.5), 0, 255).astype(xp.uint8)
+
+
+def from_uint8(images):
   """[0, 255] uint8 -> [-1, 1] float32 (the inverse of `to_uint8`)."""
-  return np.asarray(images).astype(np.float32) / 127.5 - 1.0
+  xp = _xp(images)
+  return xp.asarray(images).astype(xp.float32) / 127.5 - 1.0
 
 
 def make_grid(images: np.ndarray, ncol: int | None = None, pad: int = 1) -> np.ndarray:

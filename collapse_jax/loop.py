@@ -4,6 +4,10 @@ State at every phase boundary (generation, phase, current training set, all pool
 so far) is an orbax checkpoint in workdir/loop_state; models checkpoint inside
 workdir/gen_XX/model. Re-running the same command after a kill continues where it stopped
 and gives the same results; random numbers derive from (seed, generation) only.
+
+The images of every set (real, pools, training sets) live on the mesh as uint8 global
+arrays split by rows, from sampling through embedding, selection and training: a
+candidate pool never gathers onto a host, and each process checkpoints its own rows.
 """
 
 import functools
@@ -18,14 +22,14 @@ import orbax.checkpoint as ocp
 from collapse_jax import config_lib, report
 from collapse_jax.embed import SPACES, Embedder
 from collapse_jax.generate import generate
-from collapse_jax.images import from_uint8, to_uint8
+from collapse_jax.images import to_uint8
 from collapse_jax.metrics import collapse
 from collapse_jax.metrics.precision_recall import precision_recall
 from collapse_jax.metrics.writer import MetricWriter, read_jsonl
 from collapse_jax.models.unet import unet_from_config
 from collapse_jax.paradigms import ImageSet, next_training_set
 from collapse_jax.selection import greedy_select, threshold_decay_select
-from collapse_jax.sharding import make_mesh
+from collapse_jax.sharding import make_mesh, put_rows, rows_sharding, take_rows, to_host
 from collapse_jax.train import prepare_run
 from collapse_jax.training import fit, schedule_from_config
 
@@ -34,29 +38,31 @@ log = logging.getLogger(__name__)
 
 def make_select_fn(lc, mesh, embed):
   """select(candidates, n, rng) -> indices, by config.loop.selection (within each class);
-  `embed(images)` gives the features whose distances the selection spreads."""
+  `embed(images)` gives the features whose distances the selection spreads. The candidates
+  are embedded once; per-class selections take their rows of those features."""
 
-  def select_flat(cands: ImageSet, n: int, rng: np.random.Generator) -> np.ndarray:
+  def select_flat(x, size: int, n: int, rng: np.random.Generator) -> np.ndarray:
     if lc.selection == "none":
       return np.arange(n)
     if lc.selection == "random":
-      return rng.choice(len(cands), n, replace=False)
-    x = embed(cands.images)
+      return rng.choice(size, n, replace=False)
     if lc.selection == "greedy":
-      return np.asarray(greedy_select(x, n, start=int(rng.integers(len(x))), mesh=mesh))
+      return to_host(greedy_select(x, n, start=int(rng.integers(size)), mesh=mesh))
     key = jax.random.key(int(rng.integers(2**31)))
-    return np.asarray(threshold_decay_select(
+    return to_host(threshold_decay_select(
         x, n, lc.tau0, lc.decay, key=key, decay_every_pass=lc.decay_every_pass, mesh=mesh))
 
   def select(cands: ImageSet, n: int, rng: np.random.Generator) -> np.ndarray:
+    x = embed(cands.images) if lc.selection in ("greedy", "threshold") else None
     if cands.labels is None or not lc.select_per_class:
-      return select_flat(cands, n, rng)
+      return select_flat(x, len(cands), n, rng)
     classes = np.unique(cands.labels)
     out = []
     for i, c in enumerate(classes):
       members = np.flatnonzero(cands.labels == c)
       want = min(n // len(classes) + (i < n % len(classes)), len(members))
-      out.append(members[select_flat(cands.take(members), want, rng)])
+      rows = None if x is None else take_rows(x, members)
+      out.append(members[select_flat(rows, len(members), want, rng)])
     return np.concatenate(out)
 
   return select
@@ -69,26 +75,42 @@ def _pack(s: ImageSet) -> dict:
   return d
 
 
+def _target(n: int, image_shape: tuple, labels: bool, mesh) -> dict:
+  """What a saved set restores into: images as a global array split by rows, on the mesh."""
+  d = {"images": jax.ShapeDtypeStruct((n, *image_shape), np.uint8,
+                                      sharding=rows_sharding(mesh, n)),
+       "sources": np.zeros(n, np.int32)}
+  if labels:
+    d["labels"] = np.zeros(n, np.int32)
+  return d
+
+
 def _unpack(d: dict) -> ImageSet:
   labels = np.asarray(d["labels"]) if "labels" in d else None
-  return ImageSet(np.asarray(d["images"]), labels, np.asarray(d["sources"]))
+  return ImageSet(d["images"], labels, np.asarray(d["sources"]))
 
 
 def _save(manager, step: int, current: ImageSet, pools: list[ImageSet], meta: dict) -> None:
+  """Every process writes its own rows of the sets (orbax, multi-host); the set sizes go
+  into the meta so a restart knows the shapes to restore."""
   arrays = {"current": _pack(current), "pools": [_pack(p) for p in pools]}
+  meta = meta | {"sizes": {"current": len(current), "pools": [len(p) for p in pools]}}
   manager.save(step, args=ocp.args.Composite(
       arrays=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)))
   manager.wait_until_finished()
 
 
-def _restore(manager):
+def _restore(manager, image_shape: tuple, labels: bool, mesh):
   step = manager.latest_step()
   if step is None:
     return None
-  r = manager.restore(step, args=ocp.args.Composite(
-      arrays=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
-  arrays = jax.tree.map(np.asarray, r["arrays"])
-  return _unpack(arrays["current"]), [_unpack(p) for p in arrays["pools"]], r["meta"]
+  meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+  sizes = meta.pop("sizes")
+  target = {"current": _target(sizes["current"], image_shape, labels, mesh),
+            "pools": [_target(n, image_shape, labels, mesh) for n in sizes["pools"]]}
+  arrays = manager.restore(step, args=ocp.args.Composite(
+      arrays=ocp.args.StandardRestore(target)))["arrays"]
+  return _unpack(arrays["current"]), [_unpack(p) for p in arrays["pools"]], meta
 
 
 def _sync_rows(path_dir: str, rows: list[dict]) -> None:
@@ -121,7 +143,7 @@ def generation_metrics(gen, current, pool, nxt, real_stats, config, embed, mesh)
   per-space statistics."""
   lc = config.loop
   row = {"generation": gen, "train_size": len(current)}
-  f_pool = embed("pixels", pool.images)
+  f_pool = embed("pixels", pool.images)  # features stay on the devices, split like the images
   row |= _space_metrics("", "fd_real", embed("pixels", current.images), f_pool,
                         embed("pixels", nxt.images), real_stats["pixels"], mesh, True, lc)
   row["pixel_variance"] = collapse.pixel_variance(f_pool)
@@ -166,17 +188,23 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
   if n > len(ds.images):
     raise ValueError(f"config.loop.n_train={n} exceeds the {len(ds.images)} real images.")
   order = order[:n]
-  real = ImageSet(to_uint8(ds.images[order]), ds.labels[order] if conditional else None,
-                  np.zeros(n, np.int32))
+  # Every set of the loop lives on the mesh, split by rows; only indices visit the host.
+  real = ImageSet(put_rows(to_uint8(ds.images[order]), mesh),
+                  ds.labels[order] if conditional else None, np.zeros(n, np.int32))
   embed = Embedder.from_config(config, mesh, os.path.join(workdir, "features"))
   real_stats = real_statistics(real, embed)
   pool_size = n * lc.pool_factor
+  for name, size in (("n_train", n), ("n_train * pool_factor", pool_size)):
+    if mesh.size > 1 and rows_sharding(mesh, size).is_fully_replicated:
+      log.warning("config.loop.%s = %d divides over no axis of the mesh %s: those sets are "
+                  "replicated on every device. Use a multiple of the device count.", name,
+                  size, dict(mesh.shape))
   select = make_select_fn(lc, mesh, functools.partial(embed, config.features))
   G = lc.generations
 
   manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "loop_state")),
                                   options=ocp.CheckpointManagerOptions(max_to_keep=2))
-  restored = _restore(manager)
+  restored = _restore(manager, image_shape, conditional, mesh)
   if restored is None:
     current, pools, meta = real, [], {"generation": 0, "phase": "train", "rows": []}
     _save(manager, 0, current, pools, meta)
@@ -198,9 +226,9 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
     prefix = f"[gen {g + 1}/{G}] "
     if meta["phase"] == "train":
       t0 = time.perf_counter()
-      arrays = {"image": from_uint8(current.images)}
+      arrays = {"image": current.images}  # uint8 on the devices; batches mapped to [-1, 1]
       if conditional:
-        arrays["label"] = current.labels
+        arrays["label"] = put_rows(current.labels, mesh)
       with jax.set_mesh(mesh):
         init_from = None
         if lc.finetune and g > 0:
@@ -214,7 +242,7 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
         images = generate(params, sample_key, pool_size, mesh=mesh, model=model,
                           schedule=schedule, image_shape=image_shape,
                           sample_config=config.sample, labels=labels)
-      pool = ImageSet(to_uint8(images), labels, np.full(pool_size, g + 1, np.int32))
+      pool = ImageSet(images, labels, np.full(pool_size, g + 1, np.int32))
       t2 = time.perf_counter()
       log.info("%s%d images in %.1fs (%.0f images/s)", prefix, pool_size, t2 - t1,
                pool_size / (t2 - t1))
@@ -232,8 +260,9 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
     row = generation_metrics(g + 1, current, pool, nxt, real_stats, config, embed, mesh)
     row |= {"train_s": meta.get("train_s", 0.0), "generate_s": meta.get("generate_s", 0.0),
             "select_s": t1 - t0, "metrics_s": time.perf_counter() - t1}
-    if jax.process_index() == 0:  # every process holds the same sets; one writes
-      report.write_generation(gen_dir, current, pool, lc.nn_panel)
+    pictures = report.generation_pictures(current, pool, lc.nn_panel)  # on every process
+    if jax.process_index() == 0:
+      report.write_generation(gen_dir, *pictures)
     log.info("%sentropy train %.1f pool %.1f selected %.1f | gen score %.1f | FD %.1f", prefix,
              row["train_entropy"], row["pool_entropy"], row["selected_entropy"],
              row["gen_score"], row["fd_real"])

@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 
 from collapse_jax.images import from_uint8, save_grid  # noqa: E402
 from collapse_jax.knn import knn  # noqa: E402
+from collapse_jax.sharding import to_host  # noqa: E402
 
 PLOTS = {  # a plot is drawn when its metrics were measured (encoder weights given)
     "entropy": ("train_entropy", "pool_entropy", "selected_entropy"),
@@ -29,17 +30,25 @@ def _scale(images) -> int:
   return max(1, 64 // images.shape[1])
 
 
-def write_generation(gen_dir: str, train, pool, n_panel: int) -> None:
-  """gen_dir/samples.png (64 samples) and nearest.png (samples over their nearest train image)."""
-  os.makedirs(gen_dir, exist_ok=True)
-  save_grid(from_uint8(pool.images[:64]), os.path.join(gen_dir, "samples.png"),
-            scale=_scale(pool.images))
-  flat = lambda x: x.reshape(len(x), -1).astype(np.float32)
+def generation_pictures(train, pool, n_panel: int) -> tuple[np.ndarray, np.ndarray]:
+  """(64 samples, n_panel samples over their nearest training images) as host uint8.
+
+  The search runs where the sets live (on the devices, for the loop's sets); only the
+  pictured images reach the host. Every process must call it; one writes the files.
+  """
+  flat = lambda x: x.reshape(x.shape[0], -1).astype(np.float32)
   k = min(n_panel, len(pool))
   _, idx = knn(flat(pool.images[:k]), flat(train.images), 1)
-  pair = np.concatenate([pool.images[:k], train.images[np.asarray(idx[:, 0])]])
-  save_grid(from_uint8(pair), os.path.join(gen_dir, "nearest.png"), ncol=k,
-            scale=_scale(pool.images))
+  nearest = train.take(to_host(idx[:, 0])).images
+  return to_host(pool.images[:64]), np.concatenate([to_host(pool.images[:k]), to_host(nearest)])
+
+
+def write_generation(gen_dir: str, samples: np.ndarray, pair: np.ndarray) -> None:
+  """gen_dir/samples.png and nearest.png (samples over their nearest training image)."""
+  os.makedirs(gen_dir, exist_ok=True)
+  save_grid(from_uint8(samples), os.path.join(gen_dir, "samples.png"), scale=_scale(samples))
+  save_grid(from_uint8(pair), os.path.join(gen_dir, "nearest.png"), ncol=len(pair) // 2,
+            scale=_scale(samples))
 
 
 def plot_rows(rows_by_run: dict[str, list[dict]], out_dir: str) -> list[str]:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
@@ -126,9 +127,57 @@ def under_mesh(fn, mesh: Mesh):
   return wrapped
 
 
-def to_host(x: jax.Array) -> np.ndarray:
+def rows_sharding(mesh: Mesh, n: int) -> NamedSharding:
+  """Rows of an n-row set split over as many batch axes as divide n (else replicated)."""
+  for axes in (BATCH_AXES, ("data",), ("fsdp",)):
+    if n % math.prod(mesh.shape[a] for a in axes) == 0:
+      return NamedSharding(mesh, P(axes))
+  return replicated(mesh)
+
+
+def put_rows(x: np.ndarray, mesh: Mesh) -> jax.Array:
+  """A host array that every process holds whole, as a global array split by rows.
+
+  Each process places only the rows of its own devices (multi-host safe).
+  """
+  x = np.asarray(x)
+  return jax.make_array_from_callback(x.shape, rows_sharding(mesh, len(x)), lambda i: x[i])
+
+
+@functools.cache
+def _take(mesh: Mesh, n: int):
+  return jax.jit(lambda x, i: jnp.take(x, i, axis=0), out_shardings=rows_sharding(mesh, n))
+
+
+def put_replicated(x: np.ndarray, mesh: Mesh) -> jax.Array:
+  """A small host array that every process holds, on every device (multi-host safe)."""
+  x = np.asarray(x)
+  return jax.make_array_from_callback(x.shape, replicated(mesh), lambda i: x[i])
+
+
+def take_rows(x, idx):
+  """x[idx] for a global array and host indices, gathered on the devices, split by rows
+  (plain indexing for a host array)."""
+  if not isinstance(x, jax.Array):
+    return x[np.asarray(idx)]
+  mesh = x.sharding.mesh
+  idx = put_replicated(np.asarray(idx, np.int32), mesh)
+  return _take(mesh, idx.shape[0])(x, idx)
+
+
+@functools.cache
+def _concat(mesh: Mesh, n: int):
+  return jax.jit(lambda xs: jnp.concatenate(xs), out_shardings=rows_sharding(mesh, n))
+
+
+def concat_rows(xs) -> jax.Array:
+  """Global arrays stacked along rows, on the devices, split by rows."""
+  return _concat(xs[0].sharding.mesh, sum(x.shape[0] for x in xs))(list(xs))
+
+
+def to_host(x) -> np.ndarray:
   """The whole of a (possibly multi-host sharded) array as numpy, on every process."""
-  if x.is_fully_addressable or x.is_fully_replicated:
+  if not isinstance(x, jax.Array) or x.is_fully_addressable or x.is_fully_replicated:
     return np.asarray(x)
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 

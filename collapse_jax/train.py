@@ -12,7 +12,7 @@ from collapse_jax.data import load_dataset
 from collapse_jax.generate import generate
 from collapse_jax.images import save_grid
 from collapse_jax.models.unet import unet_from_config
-from collapse_jax.sharding import make_mesh
+from collapse_jax.sharding import make_mesh, to_host
 from collapse_jax.training import fit, schedule_from_config
 
 log = logging.getLogger(__name__)
@@ -50,10 +50,10 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False) -> np.ndar
     params = state.sampling_params
     n = config.sample.num_images
     labels = np.arange(n, dtype=np.int32) % ds.num_classes if model.num_classes else None
-    samples = generate(
+    samples = to_host(generate(
         params, sample_rng, n, mesh=mesh, model=model, schedule=schedule_from_config(config),
-        image_shape=image_shape, sample_config=config.sample, labels=labels,
-    )
+        image_shape=image_shape, sample_config=config.sample, labels=labels, as_uint8=False,
+    ))
   if jax.process_index() == 0:
     extra = {} if labels is None else {"labels": labels}
     np.savez(os.path.join(workdir, "samples.npz"), images=samples, **extra)

@@ -1,10 +1,12 @@
 """The training loop for one model: resumable, sharded, logged, and NaN-checked."""
 
+import functools
 import logging
 import os
 
 import flax.struct
 import jax
+import jax.numpy as jnp
 import numpy as np
 from clu import metrics as clu_metrics
 from flax import linen as nn
@@ -13,6 +15,7 @@ from jax.sharding import Mesh
 from collapse_jax import checkpoint, sharding
 from collapse_jax.data.pipeline import batch_at_step, make_batch_dataset
 from collapse_jax.diffusion.schedule import linear_schedule
+from collapse_jax.images import from_uint8
 from collapse_jax.metrics.progress import Progress
 from collapse_jax.metrics.writer import MetricWriter
 from collapse_jax.train_state import TrainState, lr_schedule, make_optimizer
@@ -38,6 +41,29 @@ def schedule_from_config(config):
   return linear_schedule(d.num_steps, d.beta_start, d.beta_end)
 
 
+@functools.cache
+def _gather(mesh: Mesh):
+  """Global batch rows of device-resident arrays, uint8 images mapped to [-1, 1]."""
+
+  def gather(arrays, idx):
+    out = {k: jnp.take(v, idx, axis=0) for k, v in arrays.items()}
+    return {k: from_uint8(v) if v.dtype == jnp.uint8 else v for k, v in out.items()}
+
+  return jax.jit(gather, out_shardings=sharding.batch_sharding(mesh))
+
+
+def batch_for_step(dataset, arrays: dict, step: int, mesh: Mesh) -> dict[str, jax.Array]:
+  """Global batch `step`: device arrays are gathered on the devices (a loop's training set
+  never visits a host); host arrays contribute this process's slice of the batch."""
+  on_device = {k: v for k, v in arrays.items() if isinstance(v, jax.Array)}
+  on_host = {k: v for k, v in arrays.items() if k not in on_device}
+  batch = sharding.shard_batch(batch_at_step(dataset, on_host, step), mesh) if on_host else {}
+  if on_device:
+    idx = sharding.put_replicated(np.asarray(dataset[step], np.int32), mesh)
+    batch |= _gather(mesh)(on_device, idx)
+  return batch
+
+
 def _check_finite(history: list[dict], first_step: int) -> None:
   losses = np.asarray([np.asarray(m["loss"]) for m in history])
   bad = np.flatnonzero(~np.isfinite(losses))
@@ -60,6 +86,9 @@ def fit(
     init_from: str | None = None,
 ) -> TrainState:
   """Trains `model` on `arrays` ({'image', ['label']}) for config.train.num_steps steps.
+
+  Arrays are host arrays (every process holds them whole) or global device arrays; uint8
+  device images are mapped to [-1, 1] per batch.
 
   Checkpoints to `workdir/checkpoints` and resumes from the newest one, replaying the
   same batches and random numbers, so a killed run ends exactly where an unkilled one would.
@@ -96,13 +125,13 @@ def fit(
     start, state, _ = restored
     log.info("%sresuming from checkpoint at step %d", log_prefix, start)
 
-  dataset = make_batch_dataset(len(arrays["image"]), tc.batch_size, config.seed)
+  dataset = make_batch_dataset(arrays["image"].shape[0], tc.batch_size, config.seed)
   writer = MetricWriter(workdir, "train", resume_step=start)
   progress = Progress(total, start, tc.batch_size, prefix=log_prefix)
   lr = lr_schedule(config.optim.lr, config.optim.warmup_steps, total)
   history, first = [], start
   for step in range(start, total):
-    batch = sharding.shard_batch(batch_at_step(dataset, arrays, step), mesh)
+    batch = batch_for_step(dataset, arrays, step, mesh)
     state, step_metrics = step_fn(state, batch, step_rng, schedule)
     history.append(step_metrics)
     done = step + 1

@@ -1,5 +1,6 @@
 """One process of tests/test_multiprocess.py: both selections on a random pool, then one
 generation of the recursive loop (train, generate, greedy select, metrics) in WORKDIR.
+Every gather onto the hosts (process_allgather) is recorded by shape.
 
   python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT WORKDIR
 """
@@ -11,6 +12,7 @@ import sys
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
 from collapse_jax import distributed, sharding
 from collapse_jax.loop import run_recursive
@@ -20,7 +22,19 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import digits  # noqa: E402
 
 
+def record_gathers() -> list:
+  gathered, gather = [], multihost_utils.process_allgather
+
+  def spy(x, tiled=False):
+    gathered.append(list(np.shape(x)))
+    return gather(x, tiled=tiled)
+
+  multihost_utils.process_allgather = spy
+  return gathered
+
+
 def main(pid: int, nproc: int, port: int, workdir: str) -> None:
+  gathered = record_gathers()
   config = digits.get_config("smoke,greedy")
   config.loop.generations = 1
   config.mesh.fsdp = 2  # (2, 2): parameters split over two devices, batch over all four
@@ -35,7 +49,9 @@ def main(pid: int, nproc: int, port: int, workdir: str) -> None:
   rows = run_recursive(config, workdir)
   print(json.dumps({"process": jax.process_index(), "devices": jax.device_count(),
                     "greedy": np.asarray(greedy).tolist(),
-                    "threshold": np.asarray(thresh).tolist(), "rows": rows}))
+                    "threshold": np.asarray(thresh).tolist(), "rows": rows,
+                    "pool_size": config.loop.n_train * config.loop.pool_factor,
+                    "gathered": gathered}))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Two real processes on localhost (CPU backend, gloo collectives) equal one process: both
-selections, and one whole generation of the recursive loop (train, sample, select, metrics)."""
+selections, and one whole generation of the recursive loop (train, sample, select, metrics),
+whose candidate pool stays on the devices."""
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -63,3 +65,11 @@ def test_two_processes_equal_one_process(tmp_path):
   assert [r["generation"] for r in read("two", "metrics.jsonl")] == [1]
   assert (tmp_path / "two" / "report.md").exists()
   assert (tmp_path / "two" / "gen_01" / "samples.png").exists()
+  # The pool never reached a host. What was gathered across hosts: scalars, per-point
+  # vectors (the kNN distances of the pool, split over both hosts) and the pictured images.
+  for r in two:
+    shapes = r["gathered"]
+    assert [r["pool_size"]] in shapes, shapes  # the pool's distances: the spy saw gathers
+    # Before the pool stayed on the devices, its chunks (64 x 8x8x1) came here whole.
+    images = sum(math.prod(s) for s in shapes if len(s) == 4)
+    assert images < r["pool_size"] * 8 * 8 // 4, shapes  # the nearest-neighbour panel only

@@ -1,9 +1,8 @@
-"""Batched, sharded feature extraction: uint8 images in, host float32 features out.
+"""Batched, sharded feature extraction: uint8 images in, float32 features out, on device.
 
-An `Encoder` bundles a Flax model, its params and its preprocessing. `extract` streams the
-images through one jitted function in fixed-size chunks (the last one padded), each chunk
-split over every device of the mesh; every process passes its own slice of a chunk and gets
-all features back.
+An `Encoder` bundles a Flax model, its params and its preprocessing. `extract` runs one
+jitted function over a set split by rows: every device encodes its own rows in fixed-size
+batches (`lax.map`), and the features stay split the same way.
 """
 
 import dataclasses
@@ -14,10 +13,10 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import linen as nn
-from jax.experimental import multihost_utils
+from jax import lax
 from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from collapse_jax import sharding
 
@@ -41,10 +40,25 @@ def _features(params, images, *, encoder: Encoder):
 
 
 @functools.cache
-def _compiled(encoder: Encoder, mesh: Mesh):
-  fn = functools.partial(_features, encoder=encoder)
-  batch = sharding.batch_sharding(mesh)
-  return jax.jit(fn, in_shardings=(sharding.replicated(mesh), batch), out_shardings=batch)
+def _compiled(encoder: Encoder, mesh: Mesh, n: int, local_batch: int):
+  """Features of n images, each device encoding its own rows `local_batch` at a time."""
+
+  def local(params, x):
+    m = x.shape[0]
+    b = min(local_batch, m)
+    x = jnp.pad(x, ((0, -m % b),) + ((0, 0),) * (x.ndim - 1))
+    f = lax.map(lambda xb: _features(params, to_rgb(xb), encoder=encoder),
+                x.reshape(-1, b, *x.shape[1:]))
+    return f.reshape(-1, f.shape[-1])[:m]
+
+  def features(params, images):
+    # Sets that do not divide over the devices are padded (and cut after) on the devices.
+    x = jnp.pad(images, ((0, -n % mesh.size),) + ((0, 0),) * (images.ndim - 1))
+    f = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(sharding.BATCH_AXES)),
+                      out_specs=P(sharding.BATCH_AXES))(params, x)
+    return f[:n]
+
+  return jax.jit(features, out_shardings=sharding.rows_sharding(mesh, n))
 
 
 @functools.cache
@@ -52,32 +66,27 @@ def _placed_params(encoder: Encoder, mesh: Mesh):
   return jax.device_put(encoder.params, sharding.replicated(mesh))
 
 
-def extract(encoder: Encoder, images: np.ndarray, mesh: Mesh, batch_size: int = 256,
-            ) -> np.ndarray:
-  """Features (N, D) of uint8 images (N, H, W, C); every process holds all N images.
-  Grayscale images are repeated to RGB."""
-  n = len(images)
+def extract(encoder: Encoder, images, mesh: Mesh, batch_size: int = 256) -> jax.Array:
+  """Features (N, D) float32 of uint8 images (N, H, W, C), grayscale repeated to RGB.
+
+  `images` is a global device array (or a host array every process holds whole, placed by
+  rows first); the features come back split by rows the same way. Each device encodes its
+  own rows, batch_size / devices at a time, so no image leaves its device.
+  """
   if images.ndim != 4 or images.shape[-1] not in (1, 3):
     raise ValueError(f"{encoder.name} features need images (N, H, W, 1 or 3), got "
                      f"{images.shape}.")
-  images = to_rgb(images)
-  n_dev, n_proc = mesh.size, jax.process_count()
-  chunk = max(n_dev, -(-batch_size // n_dev) * n_dev)  # one compiled shape for every call
-  fn, params = _compiled(encoder, mesh), _placed_params(encoder, mesh)
-  per_process = chunk // n_proc
-  lo = jax.process_index() * per_process
-  out, t0 = [], time.perf_counter()
-  for start in range(0, n, chunk):
-    block = np.resize(images[start : start + chunk], (chunk, *images.shape[1:]))
-    x = jax.make_array_from_process_local_data(sharding.batch_sharding(mesh),
-                                               block[lo : lo + per_process])
-    feats = multihost_utils.process_allgather(fn(params, x), tiled=True)
-    out.append(np.asarray(feats)[: n - start])
+  if not isinstance(images, jax.Array):
+    images = sharding.put_rows(images, mesh)
+  n = images.shape[0]
+  fn = _compiled(encoder, mesh, n, max(1, -(-batch_size // mesh.size)))
+  t0 = time.perf_counter()
+  feats = fn(_placed_params(encoder, mesh), images).block_until_ready()
   dt = time.perf_counter() - t0
   log.info("%s features of %d images in %.1fs (%.0f images/s)", encoder.name, n, dt, n / dt)
-  return np.concatenate(out)
+  return feats
 
 
-def to_rgb(images: np.ndarray) -> np.ndarray:
+def to_rgb(images):
   """Grayscale (N, H, W, 1) -> RGB by repetition; RGB unchanged."""
-  return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+  return jnp.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images

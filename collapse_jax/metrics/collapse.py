@@ -1,23 +1,27 @@
 """Per-generation collapse measures: entropy, generalization score, FD, pixel variance."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from collapse_jax.entropy import kl_entropy
 from collapse_jax.knn import knn
+from collapse_jax.sharding import to_host
 
 
-def entropy(features: np.ndarray, mesh=None) -> float:
+def entropy(features, mesh=None) -> float:
   """KL entropy (k = 1); NaN for fewer than 2 points."""
   return float("nan") if len(features) < 2 else kl_entropy(features, 1, mesh=mesh)
 
 
-def nearest_train(generated: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """For each generated feature row: (distance to, index of) the nearest training row."""
+def nearest_train(generated, train) -> tuple[np.ndarray, np.ndarray]:
+  """For each generated feature row: (distance to, index of) the nearest training row
+  (searched on the devices; only the per-row results reach the host)."""
   dist, idx = knn(generated, train, 1)
-  return np.asarray(dist[:, 0], np.float64), np.asarray(idx[:, 0])
+  return to_host(dist[:, 0]).astype(np.float64), to_host(idx[:, 0])
 
 
-def generalization_score(generated: np.ndarray, train: np.ndarray, pixel_mse: bool,
+def generalization_score(generated, train, pixel_mse: bool,
                          max_samples: int = 1000) -> float:
   """The paper's score: mean distance from (up to 1,000) samples to their nearest training
   image. Pixel space reports the per-pixel MSE (section 3), other spaces the distance."""
@@ -27,9 +31,20 @@ def generalization_score(generated: np.ndarray, train: np.ndarray, pixel_mse: bo
   return float(np.mean(dist))
 
 
-def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  f = np.asarray(features, np.float64)
-  return f.mean(0), np.cov(f, rowvar=False)
+@jax.jit
+def _moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  x = x.astype(jnp.float32)
+  mu = jnp.mean(x, axis=0)
+  xc = x - mu  # centred first: float32 accumulation stays accurate
+  cov = jnp.matmul(xc.T, xc, precision=jax.lax.Precision.HIGHEST) / (x.shape[0] - 1)
+  return mu, cov
+
+
+def gaussian_stats(features) -> tuple[np.ndarray, np.ndarray]:
+  """(mean, covariance) of the feature rows, reduced on the devices where the rows live;
+  only the (d,) and (d, d) results reach the host (float64 for the Frechet distance)."""
+  mu, cov = _moments(jnp.asarray(features))
+  return to_host(mu).astype(np.float64), to_host(cov).astype(np.float64)
 
 
 def trace_sqrt_product(sigma1, sigma2) -> float:
@@ -50,6 +65,11 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
                - 2 * trace_sqrt_product(sigma1, sigma2))
 
 
-def pixel_variance(features: np.ndarray) -> float:
-  """Trace of the covariance (total variance) of the feature rows."""
-  return float(np.var(np.asarray(features, np.float64), axis=0, ddof=1).sum())
+def pixel_variance(features) -> float:
+  """Trace of the covariance (total variance) of the feature rows, on the devices."""
+  return float(to_host(_total_variance(jnp.asarray(features))))
+
+
+@jax.jit
+def _total_variance(x: jax.Array) -> jax.Array:
+  return jnp.sum(jnp.var(x.astype(jnp.float32), axis=0, ddof=1))
