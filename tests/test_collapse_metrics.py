@@ -1,9 +1,10 @@
 """Per-generation measures against closed forms and brute force."""
 
+import jax
 import numpy as np
 from scipy import linalg
 
-from collapse_jax import embed
+from collapse_jax import embed, sharding
 from collapse_jax.metrics import collapse
 
 
@@ -55,3 +56,27 @@ def test_pixel_features_and_variance():
   f = embed.pixels(images)
   np.testing.assert_allclose(f, [[0.0, 255.0], [127.0, 255.0]])
   np.testing.assert_allclose(collapse.pixel_variance(f), np.var(f[:, 0], ddof=1))
+
+
+def test_gaussian_stats_on_a_sharded_set_match_numpy_float64():
+  rng = np.random.default_rng()
+  x = (rng.normal(size=(96, 48)) * 40 + 120).astype(np.float32)  # pixel-like scale
+  mesh = sharding.make_mesh({"data": 4, "fsdp": 2})
+  for n in (96, 90):  # 96 rows split over all 8 devices; 90 over the 2 'fsdp' ones
+    mu, cov = collapse.gaussian_stats(sharding.put_rows(x[:n], mesh))
+    want = x[:n].astype(np.float64)
+    np.testing.assert_allclose(mu, want.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(cov, np.cov(want, rowvar=False), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(collapse.pixel_variance(sharding.put_rows(x[:n], mesh)),
+                               np.trace(np.cov(want, rowvar=False)), rtol=1e-5)
+
+
+def test_device_fingerprint_ignores_sharding_and_sees_one_changed_pixel():
+  images = np.random.default_rng().integers(0, 256, (64, 8, 8, 1), dtype=np.uint8)
+  by_rows = sharding.put_rows(images, sharding.make_mesh({"data": 4, "fsdp": 2}))
+  one_device = sharding.put_rows(images, sharding.make_mesh({"data": 1}, jax.devices()[:1]))
+  assert embed.fingerprint(by_rows) == embed.fingerprint(one_device)
+  changed = images.copy()
+  changed[37, 3, 5, 0] ^= 1
+  assert embed.fingerprint(sharding.put_rows(changed, by_rows.sharding.mesh)) != \
+      embed.fingerprint(by_rows)

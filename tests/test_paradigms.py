@@ -1,8 +1,10 @@
 """Source bookkeeping of the training-set paradigms."""
 
+import jax
 import numpy as np
 import pytest
 
+from collapse_jax import sharding
 from collapse_jax.paradigms import ImageSet, even_counts, next_training_set
 
 
@@ -61,3 +63,24 @@ def test_replace_and_accumulate_all():
 def test_unknown_paradigm():
   with pytest.raises(ValueError, match="config.loop.paradigm"):
     build("recycle", 1)
+
+
+@pytest.mark.parametrize("paradigm,vanilla", [("replace", False), ("accumulate", True),
+                                              ("accumulate", False), ("fresh", False)])
+def test_sets_on_the_mesh_equal_host_sets(paradigm, vanilla):
+  """Random images and picks: the device path (take_rows / concat_rows, split by rows over
+  a (4, 2) mesh, odd sizes replicated) gives the same images as numpy indexing."""
+  rng = np.random.default_rng()
+  mesh = sharding.make_mesh({"data": 4, "fsdp": 2})
+  hosts = [ImageSet(rng.integers(0, 256, (n, 4, 4, 3), dtype=np.uint8),
+                    np.arange(n, dtype=np.int32) % 3, np.full(n, g, np.int32))
+           for g, n in enumerate((48, 64, 64))]
+  devices = [ImageSet(sharding.put_rows(s.images, mesh), s.labels, s.sources) for s in hosts]
+  pick = lambda cands, n, r: r.choice(len(cands), n, replace=False)
+  out = [next_training_set(paradigm, current=sets[0], real=sets[0], pools=sets[1:], n=36,
+                           select=pick, vanilla=vanilla, fresh_fraction=0.25,
+                           rng=np.random.default_rng(7)) for sets in (hosts, devices)]
+  assert isinstance(out[1].images, jax.Array)
+  np.testing.assert_array_equal(np.asarray(out[1].images), out[0].images)
+  np.testing.assert_array_equal(out[1].sources, out[0].sources)
+  np.testing.assert_array_equal(out[1].labels, out[0].labels)
