@@ -242,6 +242,7 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
         images = generate(params, sample_key, pool_size, mesh=mesh, model=model,
                           schedule=schedule, image_shape=image_shape,
                           sample_config=config.sample, labels=labels)
+        images.block_until_ready()  # dispatch is asynchronous: time the sampling itself
       pool = ImageSet(images, labels, np.full(pool_size, g + 1, np.int32))
       t2 = time.perf_counter()
       log.info("%s%d images in %.1fs (%.0f images/s)", prefix, pool_size, t2 - t1,
