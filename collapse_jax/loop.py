@@ -75,42 +75,38 @@ def _pack(s: ImageSet) -> dict:
   return d
 
 
-def _target(n: int, image_shape: tuple, labels: bool, mesh) -> dict:
-  """What a saved set restores into: images as a global array split by rows, on the mesh."""
-  d = {"images": jax.ShapeDtypeStruct((n, *image_shape), np.uint8,
-                                      sharding=rows_sharding(mesh, n)),
-       "sources": np.zeros(n, np.int32)}
-  if labels:
-    d["labels"] = np.zeros(n, np.int32)
-  return d
-
-
 def _unpack(d: dict) -> ImageSet:
   labels = np.asarray(d["labels"]) if "labels" in d else None
   return ImageSet(d["images"], labels, np.asarray(d["sources"]))
 
 
 def _save(manager, step: int, current: ImageSet, pools: list[ImageSet], meta: dict) -> None:
-  """Every process writes its own rows of the sets (orbax, multi-host); the set sizes go
-  into the meta so a restart knows the shapes to restore."""
+  """Every process writes its own rows of the sets (orbax, multi-host)."""
   arrays = {"current": _pack(current), "pools": [_pack(p) for p in pools]}
-  meta = meta | {"sizes": {"current": len(current), "pools": [len(p) for p in pools]}}
   manager.save(step, args=ocp.args.Composite(
       arrays=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)))
   manager.wait_until_finished()
 
 
-def _restore(manager, image_shape: tuple, labels: bool, mesh):
+def _restore(manager, mesh):
+  """The newest saved sets, images restored straight onto the mesh split by rows; the
+  shapes come from the checkpoint's own metadata."""
   step = manager.latest_step()
   if step is None:
     return None
-  meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-  sizes = meta.pop("sizes")
-  target = {"current": _target(sizes["current"], image_shape, labels, mesh),
-            "pools": [_target(n, image_shape, labels, mesh) for n in sizes["pools"]]}
-  arrays = manager.restore(step, args=ocp.args.Composite(
-      arrays=ocp.args.StandardRestore(target)))["arrays"]
-  return _unpack(arrays["current"]), [_unpack(p) for p in arrays["pools"]], meta
+
+  def target(path, saved):
+    if path[-1].key == "images":
+      return jax.ShapeDtypeStruct(saved.shape, saved.dtype,
+                                  sharding=rows_sharding(mesh, saved.shape[0]))
+    return np.zeros(saved.shape, saved.dtype)  # labels and sources: host arrays
+
+  saved = manager.item_metadata(step)["arrays"].tree
+  r = manager.restore(step, args=ocp.args.Composite(
+      arrays=ocp.args.StandardRestore(jax.tree_util.tree_map_with_path(target, saved)),
+      meta=ocp.args.JsonRestore()))
+  arrays = r["arrays"]
+  return _unpack(arrays["current"]), [_unpack(p) for p in arrays["pools"]], r["meta"]
 
 
 def _sync_rows(path_dir: str, rows: list[dict]) -> None:
@@ -202,9 +198,13 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
   select = make_select_fn(lc, mesh, functools.partial(embed, config.features))
   G = lc.generations
 
-  manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "loop_state")),
-                                  options=ocp.CheckpointManagerOptions(max_to_keep=2))
-  restored = _restore(manager, image_shape, conditional, mesh)
+  manager = ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, "loop_state")),
+      options=ocp.CheckpointManagerOptions(max_to_keep=2),
+      # Named handlers let a fresh process read the saved shapes (item_metadata).
+      item_handlers={"arrays": ocp.StandardCheckpointHandler(),
+                     "meta": ocp.JsonCheckpointHandler()})
+  restored = _restore(manager, mesh)
   if restored is None:
     current, pools, meta = real, [], {"generation": 0, "phase": "train", "rows": []}
     _save(manager, 0, current, pools, meta)

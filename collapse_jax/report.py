@@ -39,8 +39,9 @@ def generation_pictures(train, pool, n_panel: int) -> tuple[np.ndarray, np.ndarr
   flat = lambda x: x.reshape(x.shape[0], -1).astype(np.float32)
   k = min(n_panel, len(pool))
   _, idx = knn(flat(pool.images[:k]), flat(train.images), 1)
-  nearest = train.take(to_host(idx[:, 0])).images
-  return to_host(pool.images[:64]), np.concatenate([to_host(pool.images[:k]), to_host(nearest)])
+  nearest = to_host(train.take(to_host(idx[:, 0])).images)
+  head = to_host(pool.images[:max(64, k)])  # one fetch for both pictures
+  return head[:64], np.concatenate([head[:k], nearest])
 
 
 def write_generation(gen_dir: str, samples: np.ndarray, pair: np.ndarray) -> None:

@@ -135,13 +135,16 @@ def rows_sharding(mesh: Mesh, n: int) -> NamedSharding:
   return replicated(mesh)
 
 
-def put_rows(x: np.ndarray, mesh: Mesh) -> jax.Array:
-  """A host array that every process holds whole, as a global array split by rows.
-
-  Each process places only the rows of its own devices (multi-host safe).
-  """
+def _from_host(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
+  """A global array from a host array that every process holds whole; each process places
+  only its own devices' parts (multi-host safe)."""
   x = np.asarray(x)
-  return jax.make_array_from_callback(x.shape, rows_sharding(mesh, len(x)), lambda i: x[i])
+  return jax.make_array_from_callback(x.shape, sharding, lambda i: x[i])
+
+
+def put_rows(x: np.ndarray, mesh: Mesh) -> jax.Array:
+  """A host array that every process holds whole, as a global array split by rows."""
+  return _from_host(x, rows_sharding(mesh, len(x)))
 
 
 @functools.cache
@@ -150,9 +153,8 @@ def _take(mesh: Mesh, n: int):
 
 
 def put_replicated(x: np.ndarray, mesh: Mesh) -> jax.Array:
-  """A small host array that every process holds, on every device (multi-host safe)."""
-  x = np.asarray(x)
-  return jax.make_array_from_callback(x.shape, replicated(mesh), lambda i: x[i])
+  """A small host array that every process holds, on every device."""
+  return _from_host(x, replicated(mesh))
 
 
 def take_rows(x, idx):

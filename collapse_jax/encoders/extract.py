@@ -71,7 +71,8 @@ def extract(encoder: Encoder, images, mesh: Mesh, batch_size: int = 256) -> jax.
 
   `images` is a global device array (or a host array every process holds whole, placed by
   rows first); the features come back split by rows the same way. Each device encodes its
-  own rows, batch_size / devices at a time, so no image leaves its device.
+  own rows, batch_size / devices at a time: a set split over every device does not move
+  (others are padded or re-split on the devices first).
   """
   if images.ndim != 4 or images.shape[-1] not in (1, 3):
     raise ValueError(f"{encoder.name} features need images (N, H, W, 1 or 3), got "
