@@ -93,6 +93,7 @@ def base_config() -> ml_collections.ConfigDict:
       decay_every_pass=False,  # True: the authors' code (decay after every pass)
       select_per_class=True,  # class-conditional runs select within each class
       gen_score_samples=1000,
+      n_heldout=1000,  # real images kept out of the loop for heldout_score (n_train=0: the rest)
       nn_panel=8,  # generated images shown beside their nearest training image
   )
   return c
@@ -114,9 +115,9 @@ def _check(ok: bool, field: str, message: str) -> None:
 def validate(config, image_shape: tuple[int, ...] | None = None) -> None:
   """Raises ValueError naming the first bad field; `image_shape` (H, W, C) checks the UNet."""
   for field in ("train.batch_size", "train.num_steps", "train.log_every",
-                "train.checkpoint_every", "sample.batch_size", "sample.num_images",
-                "sample.num_steps", "diffusion.num_steps", "model.layers_per_block",
-                "model.norm_groups", "model.head_dim"):
+                "train.checkpoint_every", "sample.batch_size",
+                "sample.num_images", "sample.num_steps", "diffusion.num_steps",
+                "model.layers_per_block", "model.norm_groups", "model.head_dim"):
     section, name = field.split(".")
     value = config[section][name]
     _check(isinstance(value, int) and value > 0, field,
@@ -232,3 +233,4 @@ def validate_loop(config) -> None:
   _check(0.0 <= lc.fresh_fraction <= 1.0, "loop.fresh_fraction", "lambda must be in [0, 1].")
   _check(lc.tau0 > 0 and 0 < lc.decay < 1, "loop.decay", "need tau0 > 0 and 0 < decay < 1.")
   _check(lc.gen_score_samples > 0, "loop.gen_score_samples", "must be positive.")
+  _check(lc.n_heldout >= 0, "loop.n_heldout", "must be >= 0 (0 = no heldout_score).")

@@ -122,14 +122,17 @@ def _sync_rows(path_dir: str, rows: list[dict]) -> None:
 def _space_metrics(prefix, fd_key, f_train, f_pool, f_next, real_stats, mesh, pixel_mse,
                    lc) -> dict:
   mu_p, s_p = collapse.gaussian_stats(f_pool)
-  return {
+  row = {
       f"{prefix}train_entropy": collapse.entropy(f_train, mesh),
       f"{prefix}pool_entropy": collapse.entropy(f_pool, mesh),
       f"{prefix}selected_entropy": collapse.entropy(f_next, mesh),
-      f"{prefix}gen_score": collapse.generalization_score(
-          f_pool, f_train, pixel_mse=pixel_mse, max_samples=lc.gen_score_samples),
       fd_key: collapse.frechet_distance(mu_p, s_p, *real_stats[:2]),
   }
+  scores = collapse.novelty(f_pool, f_train, pixel_mse=pixel_mse,
+                            max_samples=lc.gen_score_samples)
+  row |= {f"{prefix}{k}": v for k, v in scores.items()}
+  row[f"{prefix}heldout_score"] = real_stats[3]
+  return row
 
 
 def generation_metrics(gen, current, pool, nxt, real_stats, config, embed, mesh) -> dict:
@@ -160,14 +163,45 @@ def generation_metrics(gen, current, pool, nxt, real_stats, config, embed, mesh)
   return row
 
 
-def real_statistics(real: ImageSet, embed) -> dict:
-  """Per space: (mean, covariance[, features]) of the real set, features cached on disk."""
+def real_statistics(real: ImageSet, heldout: ImageSet, embed, lc) -> dict:
+  """Per space: (mean, covariance, features) of the real training set, its features cached on
+  disk, and the held-out real images' generalization score against it (NaN without any):
+  the score new real data gets, which the samples' score is read against."""
   stats = {}
   for space in SPACES:
     if embed.has(space):
       feats = embed.cached(space, real.images)
-      stats[space] = (*collapse.gaussian_stats(feats), feats)
+      held = float("nan")
+      if len(heldout) and space != "inception":  # FID space has no generalization score
+        held = collapse.generalization_score(
+            embed(space, heldout.images), feats, pixel_mse=space == "pixels",
+            max_samples=lc.gen_score_samples)
+      stats[space] = (*collapse.gaussian_stats(feats), feats, held)
   return stats
+
+
+def split_real(ds, lc, seed: int, conditional: bool, mesh) -> tuple[ImageSet, ImageSet]:
+  """The loop's real training set (N images) and a disjoint held-out set of real images
+  (up to config.loop.n_heldout), both from one seeded permutation."""
+  total = len(ds.images)
+  n = lc.n_train or total - min(lc.n_heldout, total // 2)
+  if n > total:
+    raise ValueError(f"config.loop.n_train={n} exceeds the {total} real images.")
+  order = np.random.default_rng(seed).permutation(total)
+  parts = order[:n], order[n:n + lc.n_heldout]
+
+  def image_set(idx):
+    labels = ds.labels[idx] if conditional else None
+    return ImageSet(put_rows(to_uint8(ds.images[idx]), mesh), labels,
+                    np.zeros(len(idx), np.int32))
+
+  if not len(parts[1]):
+    if lc.n_heldout:
+      log.warning("no real images left for config.loop.n_heldout: heldout_score is NaN; "
+                  "lower config.loop.n_train to keep some.")
+    return image_set(parts[0]), ImageSet(np.zeros((0, *ds.images.shape[1:]), np.uint8),
+                                         None, np.zeros(0, np.int32))
+  return image_set(parts[0]), image_set(parts[1])
 
 
 def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
@@ -179,16 +213,11 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
   model = unet_from_config(config.model, image_shape, ds.num_classes)
   conditional = bool(model.num_classes)
 
-  order = np.random.default_rng(config.seed).permutation(len(ds.images))
-  n = lc.n_train or len(ds.images)
-  if n > len(ds.images):
-    raise ValueError(f"config.loop.n_train={n} exceeds the {len(ds.images)} real images.")
-  order = order[:n]
   # Every set of the loop lives on the mesh, split by rows; only indices visit the host.
-  real = ImageSet(put_rows(to_uint8(ds.images[order]), mesh),
-                  ds.labels[order] if conditional else None, np.zeros(n, np.int32))
+  real, heldout = split_real(ds, lc, config.seed, conditional, mesh)
+  n = len(real)
   embed = Embedder.from_config(config, mesh, os.path.join(workdir, "features"))
-  real_stats = real_statistics(real, embed)
+  real_stats = real_statistics(real, heldout, embed, lc)
   pool_size = n * lc.pool_factor
   for name, size in (("n_train", n), ("n_train * pool_factor", pool_size)):
     if mesh.size > 1 and rows_sharding(mesh, size).is_fully_replicated:

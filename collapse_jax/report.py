@@ -16,10 +16,12 @@ from collapse_jax.sharding import to_host  # noqa: E402
 
 PLOTS = {  # a plot is drawn when its metrics were measured (encoder weights given)
     "entropy": ("train_entropy", "pool_entropy", "selected_entropy"),
-    "gen_score": ("gen_score",),
+    "gen_score": ("gen_score", "heldout_score"),
+    "memorization": ("memorized_frac", "unique_copied"),
     "fd_real": ("fd_real",),
     "dino_entropy": ("dino_train_entropy", "dino_pool_entropy", "dino_selected_entropy"),
-    "dino_gen_score": ("dino_gen_score",),
+    "dino_gen_score": ("dino_gen_score", "dino_heldout_score"),
+    "dino_memorization": ("dino_memorized_frac", "dino_unique_copied"),
     "fd_dino": ("fd_dino",),
     "fid": ("fid",),
     "precision_recall": ("precision", "recall"),
@@ -99,8 +101,10 @@ def plot_sources(rows: list[dict], out_dir: str) -> str:
 
 
 TABLE_KEYS = ("generation", "train_entropy", "pool_entropy", "selected_entropy", "gen_score",
-              "fd_real", "pixel_variance", "dino_train_entropy", "dino_pool_entropy",
-              "dino_selected_entropy", "dino_gen_score", "fd_dino", "fid", "precision", "recall")
+              "heldout_score", "memorized_frac", "unique_copied", "fd_real", "pixel_variance",
+              "dino_train_entropy", "dino_pool_entropy", "dino_selected_entropy",
+              "dino_gen_score", "dino_heldout_score", "dino_memorized_frac",
+              "dino_unique_copied", "fd_dino", "fid", "precision", "recall")
 
 
 def table(rows: list[dict], keys=TABLE_KEYS) -> str:

@@ -80,3 +80,42 @@ def test_device_fingerprint_ignores_sharding_and_sees_one_changed_pixel():
   changed[37, 3, 5, 0] ^= 1
   assert embed.fingerprint(sharding.put_rows(changed, by_rows.sharding.mesh)) != \
       embed.fingerprint(by_rows)
+
+
+def _novelty_numpy(gen, train, pixel_mse, max_samples):
+  """Brute force in float64: every pairwise distance, sorted."""
+  gen = gen[:max_samples].astype(np.float64)
+  d = np.sqrt(((gen[:, None] - train[None].astype(np.float64)) ** 2).sum(-1))
+  order = np.sort(d, axis=1)
+  score = np.mean(order[:, 0] ** 2 / gen.shape[1]) if pixel_mse else np.mean(order[:, 0])
+  n = len(train)
+  return {"gen_score": score, "memorized_frac": np.mean(order[:, 0] < order[:, 1] / 3),
+          "unique_copied": len(np.unique(d[:n].argmin(1))) / n}
+
+
+def test_memorization_measures_match_brute_force_sharded_and_not():
+  rng = np.random.default_rng()
+  train = rng.uniform(0, 255, (64, 48)).astype(np.float32)
+  gen = rng.uniform(0, 255, (96, 48)).astype(np.float32)
+  copies = rng.choice(64, 40)  # near-copies of 40 draws (with repeats): memorized
+  gen[:40] = train[copies] + rng.normal(0, 2, (40, 48)).astype(np.float32)
+  gen[40:50] = 0.55 * train[:10] + 0.45 * train[10:20]  # between two: not 3x closer
+  mesh = sharding.make_mesh({"data": 4, "fsdp": 2})
+  for pixel_mse, m in ((True, 1000), (False, 60), (True, 32)):
+    want = _novelty_numpy(gen, train, pixel_mse, m)
+    for g, t in ((gen, train), (sharding.put_rows(gen, mesh), sharding.put_rows(train, mesh))):
+      got = collapse.novelty(g, t, pixel_mse=pixel_mse, max_samples=m)
+      assert got.keys() == want.keys()
+      np.testing.assert_allclose(got["gen_score"], want["gen_score"], rtol=1e-4)
+      assert got["memorized_frac"] == want["memorized_frac"]
+      assert got["unique_copied"] == want["unique_copied"]
+  assert _novelty_numpy(gen, train, True, 1000)["memorized_frac"] == 40 / 96
+  assert _novelty_numpy(gen, train, True, 40)["unique_copied"] == len(np.unique(copies)) / 64
+
+
+def test_unique_copied_counts_at_most_n_samples():
+  """A 2N pool is scored on its first N samples, so selection runs compare to vanilla."""
+  train = np.eye(4, dtype=np.float32) * 100
+  gen = np.concatenate([train[[0, 0, 1, 1]], train[[2, 3, 2, 3]]])  # first N copy 2 images
+  assert collapse.novelty(gen, train, pixel_mse=True)["unique_copied"] == 0.5
+  assert collapse.novelty(gen, train, pixel_mse=True)["memorized_frac"] == 1.0

@@ -18,9 +18,10 @@ import digits  # noqa: E402
 import digits_cfg  # noqa: E402
 
 METRICS = ("train_entropy", "pool_entropy", "selected_entropy", "gen_score", "fd_real",
-           "pixel_variance")
+           "pixel_variance", "memorized_frac", "unique_copied", "heldout_score")
 DINO_METRICS = ("dino_train_entropy", "dino_pool_entropy", "dino_selected_entropy",
-                "dino_gen_score", "fd_dino", "fid")
+                "dino_gen_score", "fd_dino", "fid", "dino_memorized_frac",
+                "dino_unique_copied", "dino_heldout_score")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,77 @@
+"""The comparison report of several recursive runs (vanilla vs greedy vs threshold ...):
+compare.md opens with the verdict measured on those runs, then tables, plots and samples."""
+
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from collapse_jax import verdict  # noqa: E402
+from collapse_jax.metrics.writer import read_jsonl  # noqa: E402
+from collapse_jax.report import plot_rows, table  # noqa: E402
+
+
+def load_run(run: str) -> tuple[list[dict], dict]:
+  """(per-generation metric rows, config) of a scripts/recursive.py workdir."""
+  path = os.path.join(run, "metrics.jsonl")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: is {run} a scripts/recursive.py workdir?")
+  with open(os.path.join(run, "config.json")) as f:
+    return read_jsonl(path), json.load(f)
+
+
+def claims(runs: dict[str, tuple[list[dict], dict]]) -> list[verdict.Claim]:
+  """Collapse claims on the vanilla run (no selection), remedy claims on every run that
+  selects from a pool under the same paradigm and N; none without exactly one vanilla."""
+  vanilla = [n for n, (_, c) in runs.items() if c["loop"]["selection"] == "none"]
+  if len(vanilla) != 1:
+    return []
+  rows, config = runs[vanilla[0]]
+  same = lambda c: all(c["loop"][k] == config["loop"][k] for k in ("paradigm", "n_train"))
+  remedies = {n: r for n, (r, c) in runs.items()
+              if n != vanilla[0] and c["loop"]["selection"] != "none" and same(c)}
+  return verdict.collapse_claims(rows) + verdict.remedy_claims(rows, remedies)
+
+
+def first_last_samples(runs: dict[str, str], out_path: str) -> bool:
+  """One picture: each run's samples at generation 1 (left) and its last (right)."""
+  panels = []
+  for name, run in runs.items():
+    gens = sorted(d for d in os.listdir(run) if d.startswith("gen_")
+                  and os.path.exists(os.path.join(run, d, "samples.png")))
+    if gens:
+      panels.append((name, gens[0], gens[-1], run))
+  if not panels:
+    return False
+  fig, axes = plt.subplots(len(panels), 2, figsize=(6, 3 * len(panels)), squeeze=False)
+  for row, (name, first, last, run) in zip(axes, panels, strict=True):
+    for ax, gen in zip(row, (first, last), strict=True):
+      ax.imshow(Image.open(os.path.join(run, gen, "samples.png")), cmap="gray")
+      ax.set_title(f"{name}: generation {int(gen[4:])}", fontsize=9)
+      ax.axis("off")
+  fig.tight_layout()
+  fig.savefig(out_path, dpi=100)
+  plt.close(fig)
+  return True
+
+
+def write_comparison(run_dirs: list[str], out: str) -> str:
+  """Writes out/compare.md (verdict first), its plots and samples_first_last.png."""
+  runs = {os.path.basename(os.path.abspath(r)): load_run(r) for r in run_dirs}
+  os.makedirs(out, exist_ok=True)
+  plots = plot_rows({n: rows for n, (rows, _) in runs.items()}, out)
+  lines = ["# Comparison", "", "## Verdict", "", verdict.markdown(claims(runs)), ""]
+  if first_last_samples(dict(zip(runs, run_dirs, strict=True)),
+                        os.path.join(out, "samples_first_last.png")):
+    lines += ["![samples](samples_first_last.png)", ""]
+  for name, (rows, _) in runs.items():
+    lines += [f"## {name}", "", table(rows), ""]
+  lines += [f"![{p}]({p})" for p in plots]
+  path = os.path.join(out, "compare.md")
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+  return path

@@ -1,0 +1,95 @@
+"""The paper's claims, checked on the metrics a run measured: each says holds or does not.
+
+A report states only what its own numbers show: every claim carries the figures it was
+decided on, and a claim whose metrics are missing is left out rather than assumed.
+"""
+
+import dataclasses
+import math
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+  text: str
+  measured: str
+  holds: bool
+
+  @property
+  def verdict(self) -> str:
+    return "holds" if self.holds else "does not hold"
+
+
+def _series(rows: list[dict], key: str) -> list[float] | None:
+  values = [r.get(key) for r in rows]
+  if not values or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
+    return None
+  return [float(v) for v in values]
+
+
+def _fmt(values: list[float]) -> str:
+  return " -> ".join(f"{v:.3g}" for v in values)
+
+
+def collapse_claims(rows: list[dict], min_fall_share: float = 0.8) -> list[Claim]:
+  """Shi et al.'s collapse under a vanilla loop: entropy falls, the generalization score
+  falls to at most half, memorization rises; and the first model memorizes (its samples lie
+  closer to its training set than held-out real images do)."""
+  claims = []
+  last = len(rows)
+  score, held = _series(rows, "gen_score"), _series(rows, "heldout_score")
+  if score and held:
+    claims.append(Claim(
+        "generation 1's samples are closer to their training set than held-out real images",
+        f"gen score {score[0]:.4g} vs held-out {held[0]:.4g}", score[0] < held[0]))
+  entropy = _series(rows, "train_entropy")
+  if entropy and last > 1:
+    falls = sum(b < a for a, b in zip(entropy, entropy[1:], strict=False))
+    need = math.ceil(min_fall_share * (last - 1))
+    claims.append(Claim(
+        f"training-set entropy falls from generation 1 to {last}, in at least {need} of "
+        f"{last - 1} steps", f"{_fmt(entropy)} ({falls} falls)",
+        entropy[-1] < entropy[0] and falls >= need))
+  if score and last > 1:
+    claims.append(Claim(
+        f"the generalization score at generation {last} is at most half of generation 1's",
+        f"{_fmt(score)} (ratio {score[-1] / score[0]:.2f})", score[-1] <= score[0] / 2))
+  mem = _series(rows, "memorized_frac")
+  if mem and last > 1:
+    claims.append(Claim(
+        f"memorization (share of copies) is higher at generation {last} than at 1",
+        _fmt(mem), mem[-1] > mem[0]))
+  return claims
+
+
+# (metric, the direction selection should move it against vanilla at the last generation)
+REMEDY_METRICS = (("train_entropy", "higher"), ("gen_score", "higher"),
+                  ("memorized_frac", "lower"))
+
+
+def remedy_claims(vanilla: list[dict], remedies: dict[str, list[dict]]) -> list[Claim]:
+  """Selection holds collapse back: at the last generation each remedy run keeps the
+  training-set entropy and the generalization score above vanilla's, memorization below."""
+  claims = []
+  for name, rows in remedies.items():
+    g = min(len(rows), len(vanilla))
+    if g < 1:
+      continue
+    for key, direction in REMEDY_METRICS:
+      mine, base = _series(rows[:g], key), _series(vanilla[:g], key)
+      if not mine or not base:
+        continue
+      holds = mine[-1] > base[-1] if direction == "higher" else mine[-1] < base[-1]
+      claims.append(Claim(f"{name} keeps {key} {direction} than vanilla at generation {g}",
+                          f"{mine[-1]:.4g} vs {base[-1]:.4g}", holds))
+  return claims
+
+
+def markdown(claims: list[Claim]) -> str:
+  """The verdict table: claim, the numbers measured, holds / does not hold."""
+  if not claims:
+    return "No claim could be checked: the runs lack the metrics the claims need."
+  held = sum(c.holds for c in claims)
+  lines = [f"**{held} of {len(claims)} claims hold on this run.**", "",
+           "| claim | measured | verdict |", "| --- | --- | --- |"]
+  lines += [f"| {c.text} | {c.measured} | **{c.verdict}** |" for c in claims]
+  return "\n".join(lines)

@@ -1,0 +1,29 @@
+"""Parallel runs: output kept per job, failures named."""
+
+import sys
+
+import pytest
+
+from collapse_jax.launch import run_parallel
+
+
+def test_jobs_run_at_once_and_log_apart(tmp_path, capsys):
+  # Each job waits for the other's file: they finish only if they run at the same time.
+  wait_for = "import os,sys,time\nopen(sys.argv[1],'w').close()\n" \
+             "t=time.time()\nwhile not os.path.exists(sys.argv[2]):\n  assert time.time()-t<60\n" \
+             "  time.sleep(0.05)\nprint('done', sys.argv[1])"
+  a, b = str(tmp_path / "a"), str(tmp_path / "b")
+  run_parallel({"first": [sys.executable, "-c", wait_for, a, b],
+                "second": [sys.executable, "-c", wait_for, b, a]}, str(tmp_path / "logs"))
+  out = capsys.readouterr().out
+  assert f"[first] done {a}" in out and f"[second] done {b}" in out
+  assert (tmp_path / "logs" / "first.log").read_text() == f"done {a}\n"
+
+
+def test_a_failed_job_is_named_with_its_log(tmp_path):
+  with pytest.raises(RuntimeError, match=r"bad exited with 3 \(log: .*bad\.log\)") as e:
+    run_parallel({"good": [sys.executable, "-c", "print(1)"],
+                  "bad": [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"]},
+                 str(tmp_path))
+  assert "good" not in str(e.value)
+  assert (tmp_path / "bad.log").read_text() == "boom\n"
