@@ -15,10 +15,10 @@ $(BIN)/activate: pyproject.toml
 
 setup: $(BIN)/activate
 
+# Three arms side by side (vanilla, greedy, threshold), then $(WORKDIR)/compare.md.
 run: setup
-	$(BIN)/python scripts/recursive.py --config configs/digits.py --workdir $(WORKDIR)/vanilla $(ARGS)
-	$(BIN)/python scripts/recursive.py --config configs/digits.py:greedy --workdir $(WORKDIR)/greedy $(ARGS)
-	$(BIN)/python scripts/compare.py $(WORKDIR)/vanilla $(WORKDIR)/greedy --out $(WORKDIR)
+	$(BIN)/python scripts/arms.py --config configs/digits.py --arms vanilla,greedy,threshold \
+	    --workdir $(WORKDIR) $(ARGS)
 
 test: setup
 	$(BIN)/ruff check .

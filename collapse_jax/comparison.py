@@ -65,6 +65,10 @@ def write_comparison(run_dirs: list[str], out: str) -> str:
   os.makedirs(out, exist_ok=True)
   plots = plot_rows({n: rows for n, (rows, _) in runs.items()}, out)
   lines = ["# Comparison", "", "## Verdict", "", verdict.markdown(claims(runs)), ""]
+  vanilla = [rows for rows, c in runs.values() if c["loop"]["selection"] == "none"]
+  context = verdict.copy_test_context(vanilla[0]) if len(vanilla) == 1 else None
+  if context:
+    lines += [f"Vanilla: {context}", ""]
   if first_last_samples(dict(zip(runs, run_dirs, strict=True)),
                         os.path.join(out, "samples_first_last.png")):
     lines += ["![samples](samples_first_last.png)", ""]

@@ -146,6 +146,7 @@ def generation_metrics(gen, current, pool, nxt, real_stats, config, embed, mesh)
   row |= _space_metrics("", "fd_real", embed("pixels", current.images), f_pool,
                         embed("pixels", nxt.images), real_stats["pixels"], mesh, True, lc)
   row["pixel_variance"] = collapse.pixel_variance(f_pool)
+  row["pixel_dim"] = int(f_pool.shape[1])  # d of the KL entropy, to read its changes
   if embed.has("dinov2"):
     row |= _space_metrics("dino_", "fd_dino", embed("dinov2", current.images),
                           embed("dinov2", pool.images), embed("dinov2", nxt.images),

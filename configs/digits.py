@@ -4,14 +4,28 @@
   python scripts/recursive.py --config configs/digits.py:greedy --workdir runs/digits_greedy
   python scripts/train.py --config configs/digits.py --workdir runs/digits_one_model
 
+  make run    # vanilla, greedy and threshold side by side, then runs/digits/compare.md
+
 Variants (after the colon): `greedy`, `threshold`, `random` (selection from a 2N pool),
 `smoke` (seconds, for tests; combine as `smoke,greedy`).
 
-What it trades away against the paper: N = 1,000 real 8x8 digits instead of 32,768 32x32
-images; a 3-level UNet of 0.28M parameters instead of UNet48's 16M (~1,600 images/s on a
-2-core CPU); 1,500 steps of batch 64 at lr 1e-3 instead of ~128k steps of batch 128 at
-1e-4; 50-step DDIM sampling instead of 1000-step ancestral DDPM; 4 generations, not 8.
-The schedule (T = 1000, linear betas), loss, optimizer family and selection are the paper's.
+The setting is chosen to sit in the paper's memorization regime on a 2-core CPU: N = 64
+real 8x8 digits (1,000 others are held out for `heldout_score`), a 3-level UNet of 0.28M
+parameters, 1,600 AdamW steps of batch 64 at lr 3e-3 (1,600 epochs) with EMA 0.995, 50-step
+DDIM. Generation 1's samples then lie ~4x closer (pixel MSE) to their training digits than
+held-out real digits do, and 14% pass the 1/3 copy test. `make run` trains its three arms
+side by side in ~14 min.
+
+What it trades against the paper, and why: N = 64 8x8 images instead of 32,768 32x32 ones,
+and 1,600 epochs instead of 501 (the paper's models memorize because they are large and
+trained long; this small a model memorizes only a small set trained for many epochs, and
+more steps do not fit in the time budget); no attention block (at 2x2 it cost 10% of a step; its
+effect on the samples was not measured); EMA 0.995 (the paper has EMA off; 0.999 over
+~2,000 steps keeps 13-20% of the random initial weights in the average: at N = 128 its
+samples sat no closer to the training set than held-out digits, MSE 2,323 vs 2,256, where
+0.995 gave 1,176); lr 3e-3 instead of 1e-4; DDIM-50 instead of 1000-step DDPM; 6 generations, not 8.
+The schedule (T = 1000, linear betas), the epsilon loss, the optimizer family and the
+selection algorithms are the paper's.
 """
 
 from collapse_jax.config_lib import apply_selection_variant, base_config
@@ -41,7 +55,7 @@ def get_config(arg=None):
   config.sample.batch_size = 512
   config.sample.num_images = 100
   config.loop.generations = 6
-  config.loop.n_train = 128
+  config.loop.n_train = 64
   # Pixel distances of 8x8 digits on the 0-255 scale: nearest neighbours lie ~300-600 apart
   # (the paper's 2000 is for 32x32x3).
   config.loop.tau0 = 600.0

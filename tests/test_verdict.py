@@ -49,3 +49,11 @@ def test_remedy_claims_compare_the_last_shared_generation():
   assert all("generation 6" in c.text for c in claims[3:])
   e_better, e_vanilla = better[4]["train_entropy"], vanilla[4]["train_entropy"]
   assert claims[0].measured == f"{e_better:.4g} vs {e_vanilla:.4g}"
+
+
+def test_copy_test_context_reads_spacing_from_entropy():
+  rows = [{"train_entropy": 300.0, "gen_score": 800.0, "pixel_dim": 64},
+          {"train_entropy": 300.0 - 64 * np.log(4), "gen_score": 200.0, "pixel_dim": 64}]
+  text = verdict.copy_test_context(rows)
+  assert "factor 0.25" in text and "image by 0.50" in text and "passes fewer" in text
+  assert verdict.copy_test_context(rows[:1]) is None
