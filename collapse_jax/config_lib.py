@@ -13,6 +13,7 @@ import jax
 import ml_collections
 from jax.experimental import multihost_utils
 
+from collapse_jax import workdir as workdir_lock
 from collapse_jax.models.unet import PRESETS
 
 LOOP_SELECTIONS = ("none", "random", "greedy", "threshold")
@@ -165,11 +166,14 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
-  """Writes workdir/config.json; refuses a workdir that holds a run of another config.
+  """Claims the workdir (`collapse_jax.workdir`: a second live run on it is refused) and
+  writes workdir/config.json; refuses a workdir that holds a run of another config.
 
   A resumed run must continue the same experiment: if the stored config differs, the error
   names the differing fields; `overwrite=True` deletes the old run and starts afresh.
   """
+  if jax.process_index() == 0:  # a second run on this workdir stops here, touching nothing
+    workdir_lock.claim(workdir)
   path = os.path.join(workdir, "config.json")
   diff = []
   if os.path.exists(path):
@@ -186,8 +190,11 @@ def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
   # Every process has read the old config before process 0 replaces it (atomically).
   multihost_utils.sync_global_devices("prepare_workdir:checked")
   if jax.process_index() == 0:
-    if diff:
-      shutil.rmtree(workdir)
+    if diff:  # the old run's files; the lock stays, held by this run
+      for name in os.listdir(workdir):
+        if name != workdir_lock.LOCK_NAME:
+          target = os.path.join(workdir, name)
+          shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
     os.makedirs(workdir, exist_ok=True)
     with open(path + ".tmp", "w") as f:
       f.write(config.to_json(indent=2))

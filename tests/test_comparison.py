@@ -48,3 +48,18 @@ def test_no_verdict_without_exactly_one_vanilla_run(tmp_path):
   _fake_run(tmp_path / "a", "greedy", [1.0, 2.0], [1.0, 2.0], [0.0, 0.0])
   runs = {"a": comparison.load_run(str(tmp_path / "a"))}
   assert comparison.claims(runs) == []
+
+
+def test_arms_script_runs_the_arms_side_by_side_and_compares(tmp_path):
+  """scripts/arms.py, the body of `make run`, on the smoke config (two arms, seconds)."""
+  out = subprocess.run([sys.executable, os.path.join(REPO, "scripts/arms.py"), "--config",
+                        os.path.join(REPO, "configs/digits.py:smoke"), "--arms",
+                        "vanilla,greedy", "--workdir", str(tmp_path), "--config.seed=3"],
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+  assert "[greedy]" in out.stdout and "[vanilla]" in out.stdout
+  for arm, selection in (("vanilla", "none"), ("greedy", "greedy")):
+    config = json.loads((tmp_path / arm / "config.json").read_text())
+    assert config["seed"] == 3 and config["loop"]["selection"] == selection
+  text = (tmp_path / "compare.md").read_text()
+  assert "## Verdict" in text and "greedy keeps train_entropy" in text
