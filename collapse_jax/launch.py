@@ -20,31 +20,68 @@ def _pump(name: str, stream, log_path: str, lock: threading.Lock) -> None:
         sys.stdout.flush()
 
 
-def run_parallel(jobs: dict[str, list[str]], log_dir: str) -> None:
-  """Starts every job (name -> argv) at once and waits for all of them; each line a job
-  prints goes to `log_dir/<name>.log` and to stdout prefixed with `[name]`. Raises
-  RuntimeError naming each job that failed, with its exit code and log."""
-  os.makedirs(log_dir, exist_ok=True)
+def _start(name, argv, log_dir, lock, cores=None):
   env = dict(os.environ, PYTHONUNBUFFERED="1")
-  lock = threading.Lock()
-  procs, pumps = {}, []
-  for name, argv in jobs.items():
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
-    pump = threading.Thread(target=_pump, daemon=True, args=(
-        name, proc.stdout, os.path.join(log_dir, f"{name}.log"), lock))
-    pump.start()
-    procs[name], pumps = proc, pumps + [pump]
-  try:
-    codes = {name: proc.wait() for name, proc in procs.items()}
-  except BaseException:  # Ctrl-C: stop every job (each resumes when run again)
-    for proc in procs.values():
-      proc.kill()
-    raise
-  for pump in pumps:
-    pump.join()
+  pin = None if cores is None else (lambda: os.sched_setaffinity(0, cores))
+  proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env, preexec_fn=pin)
+  pump = threading.Thread(target=_pump, daemon=True, args=(
+      name, proc.stdout, os.path.join(log_dir, f"{name}.log"), lock))
+  pump.start()
+  return proc, pump
+
+
+def _raise_failed(codes: dict[str, int], log_dir: str) -> None:
   failed = {name: code for name, code in codes.items() if code}
   if failed:
     raise RuntimeError("; ".join(
         f"{name} exited with {code} (log: {os.path.join(log_dir, name + '.log')})"
         for name, code in failed.items()))
+
+
+def run_parallel(jobs: dict[str, list[str]], log_dir: str) -> None:
+  """Starts every job (name -> argv) at once and waits for all of them; each line a job
+  prints goes to `log_dir/<name>.log` and to stdout prefixed with `[name]`. Raises
+  RuntimeError naming each job that failed, with its exit code and log."""
+  os.makedirs(log_dir, exist_ok=True)
+  lock = threading.Lock()
+  started = {name: _start(name, argv, log_dir, lock) for name, argv in jobs.items()}
+  try:
+    codes = {name: proc.wait() for name, (proc, _) in started.items()}
+  except BaseException:  # Ctrl-C: stop every job (each resumes when run again)
+    for proc, _ in started.values():
+      proc.kill()
+    raise
+  for _, pump in started.values():
+    pump.join()
+  _raise_failed(codes, log_dir)
+
+
+def run_queue(jobs: dict[str, list[str]], slots: int, log_dir: str) -> None:
+  """Runs the jobs `slots` at a time, in order, each pinned to its slot's share of this
+  process's CPU cores (so K runs do not fight over every core); logs as `run_parallel`.
+  Every job runs even when one fails; then RuntimeError names the failures."""
+  os.makedirs(log_dir, exist_ok=True)
+  cores = sorted(os.sched_getaffinity(0))
+  slots = max(1, min(slots, len(jobs) or 1))
+  shares = [set(cores[i::slots]) or set(cores) for i in range(slots)]
+  lock, pending, running, codes = threading.Lock(), list(jobs.items()), {}, {}
+  try:
+    while pending or running:
+      for slot in range(slots):
+        if slot not in running and pending:
+          name, argv = pending.pop(0)
+          running[slot] = (name, *_start(name, argv, log_dir, lock,
+                                         shares[slot] if slots > 1 else None))
+      for slot, (name, proc, pump) in list(running.items()):
+        if proc.poll() is not None:
+          pump.join()
+          codes[name] = proc.returncode
+          del running[slot]
+      if running:
+        threading.Event().wait(0.2)
+  except BaseException:
+    for _, proc, _ in running.values():
+      proc.kill()
+    raise
+  _raise_failed(codes, log_dir)

@@ -1,0 +1,96 @@
+"""Sweeps: a grid of config values x seeds expanded into ordinary recursive runs.
+
+Each run is a `scripts/recursive.py` workdir named by its grid values and seed, so a
+sweep resumes by re-running it (finished runs are skipped, killed ones resume), a cluster
+scheduler can launch the `--list` command lines in any order, and the aggregate reads
+whatever has finished. `sweep.json` in the sweep directory records the spec.
+"""
+
+import dataclasses
+import itertools
+import json
+import os
+import sys
+
+SPEC = "sweep.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  cell: tuple[tuple[str, str], ...]  # (config field, value) per grid axis
+  seed: int
+
+  @property
+  def name(self) -> str:
+    return os.path.join("__".join(f"{k}={v}" for k, v in self.cell) or "base",
+                        f"seed={self.seed}")
+
+
+def parse_grid(grid: list[str]) -> list[tuple[str, list[str]]]:
+  """['loop.n_train=64,128', ...] -> [('loop.n_train', ['64', '128']), ...]."""
+  axes = []
+  for g in grid:
+    field, sep, values = g.partition("=")
+    if not sep or not field or not values:
+      raise ValueError(f"--grid {g!r}: write it as field=v1,v2 (e.g. loop.n_train=64,128).")
+    axes.append((field.strip(), [v.strip() for v in values.split(",")]))
+  return axes
+
+
+def expand(axes: list[tuple[str, list[str]]], seeds: list[int]) -> list[Run]:
+  """Every combination of the grid values, each with every seed."""
+  fields = [f for f, _ in axes]
+  cells = itertools.product(*[values for _, values in axes])
+  return [Run(tuple(zip(fields, cell, strict=True)), s) for cell in cells for s in seeds]
+
+
+def command(run: Run, config: str, sweep_dir: str, extra: list[str],
+            script: str) -> list[str]:
+  """The scripts/recursive.py command line of one run."""
+  return [sys.executable, script, "--config", config, "--workdir",
+          os.path.join(sweep_dir, run.name), *extra,
+          *[f"--config.{k}={v}" for k, v in run.cell], f"--config.seed={run.seed}"]
+
+
+def finished(workdir: str) -> bool:
+  """All of the run's generations are in its metrics.jsonl."""
+  try:
+    with open(os.path.join(workdir, "config.json")) as f:
+      generations = json.load(f)["loop"]["generations"]
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      done = {json.loads(line)["generation"] for line in f if line.strip()}
+  except (OSError, ValueError, KeyError):
+    return False
+  return set(range(1, generations + 1)) <= done
+
+
+def write_spec(sweep_dir: str, config: str, axes, seeds, extra) -> None:
+  """Records the sweep; a directory holding another sweep's spec is refused."""
+  spec = {"config": config, "grid": [[f, v] for f, v in axes], "seeds": seeds,
+          "overrides": extra}
+  path = os.path.join(sweep_dir, SPEC)
+  if os.path.exists(path):
+    with open(path) as f:
+      old = json.load(f)
+    if old != spec:
+      raise ValueError(f"{sweep_dir} holds another sweep ({path}: {old}); use another "
+                       "--workdir for this one.")
+    return
+  os.makedirs(sweep_dir, exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(spec, f, indent=2)
+  os.replace(path + ".tmp", path)
+
+
+def read_runs(sweep_dir: str) -> dict[tuple, list[list[dict]]]:
+  """cell -> the metric rows of each of its runs that has any (finished or not)."""
+  with open(os.path.join(sweep_dir, SPEC)) as f:
+    spec = json.load(f)
+  cells: dict[tuple, list[list[dict]]] = {}
+  for run in expand([(f, v) for f, v in spec["grid"]], spec["seeds"]):
+    path = os.path.join(sweep_dir, run.name, "metrics.jsonl")
+    if os.path.exists(path):
+      with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+      cells.setdefault(run.cell, []).append(sorted(rows, key=lambda r: r["generation"]))
+  return cells

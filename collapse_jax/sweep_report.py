@@ -1,0 +1,114 @@
+"""sweep.md: per grid cell and generation, mean and 95% interval over seeds; curves with
+bands; training-set entropy against log generalization score over every run (Pearson r
+with a bootstrap interval), coloured by N as in the paper's section-3 figure."""
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+
+from collapse_jax import aggregate, sweep  # noqa: E402
+
+METRICS = ("train_entropy", "gen_score", "memorized_frac", "unique_copied", "fd_real",
+           "dino_train_entropy", "dino_gen_score", "fd_dino", "fid")
+
+
+def cell_label(cell) -> str:
+  return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in cell) or "base"
+
+
+def _fmt(e: aggregate.Estimate) -> str:
+  if e.n == 0:
+    return ""
+  if e.n < 2:
+    return f"{e.mean:.4g} (n=1)"
+  return f"{e.mean:.4g} [{e.lo:.4g}, {e.hi:.4g}] (n={e.n})"
+
+
+def plot_bands(cells, metric: str, out_dir: str) -> str | None:
+  """Mean curve and its 95% band per cell; None when no run measured `metric`."""
+  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  drawn = False
+  for cell, runs in cells.items():
+    est = aggregate.by_generation(runs, metric)
+    if not est:
+      continue
+    gens = list(est)
+    ax.plot(gens, [est[g].mean for g in gens], marker="o", label=cell_label(cell))
+    ax.fill_between(gens, [est[g].lo for g in gens], [est[g].hi for g in gens], alpha=0.2)
+    drawn = True
+  if not drawn:
+    plt.close(fig)
+    return None
+  ax.set_xlabel("generation")
+  ax.set_ylabel(metric)
+  ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  name = f"sweep_{metric}.png"
+  fig.savefig(os.path.join(out_dir, name), dpi=110)
+  plt.close(fig)
+  return name
+
+
+def correlation(cells, out_dir: str) -> tuple[aggregate.Estimate, str | None]:
+  """r(train entropy, log gen score) over every run and generation, and its scatter."""
+  all_runs = [rows for runs in cells.values() for rows in runs]
+  x, y = aggregate.entropy_score_pairs(all_runs)
+  r = aggregate.pearson_bootstrap(x, y)
+  if x.size == 0:
+    return r, None
+  fig, ax = plt.subplots(figsize=(5, 3.8))
+  for cell, runs in cells.items():
+    cx, cy = aggregate.entropy_score_pairs(runs)
+    ax.scatter(cx, cy, s=14, label=cell_label(cell))
+  ax.set_xlabel("training-set entropy")
+  ax.set_ylabel("log generalization score")
+  ax.set_title(f"r = {r.mean:.3f} [{r.lo:.3f}, {r.hi:.3f}]", fontsize=9)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(out_dir, "sweep_entropy_vs_score.png"), dpi=110)
+  plt.close(fig)
+  return r, "sweep_entropy_vs_score.png"
+
+
+def write(sweep_dir: str) -> str:
+  """Writes sweep_dir/sweep.md and its plots from the runs found so far."""
+  cells = sweep.read_runs(sweep_dir)
+  total = sum(len(runs) for runs in cells.values())
+  lines = ["# Sweep", "", f"{total} runs with metrics in {len(cells)} cells; means over "
+           "seeds with 95% Student-t intervals.", ""]
+  r, scatter = correlation(cells, sweep_dir)
+  lines += ["## Entropy and generalization", "",
+            f"Pearson r(train entropy, log gen score) over {r.n} (run, generation) pairs: "
+            f"**{r.mean:.3f}**, bootstrap 95% interval [{r.lo:.3f}, {r.hi:.3f}] "
+            "(the paper: 0.91).", ""]
+  if scatter:
+    lines += [f"![scatter]({scatter})", ""]
+  for metric in METRICS:
+    plot = plot_bands(cells, metric, sweep_dir)
+    if plot is None:
+      continue
+    lines += [f"## {metric}", "", f"![{metric}]({plot})", "",
+              "| cell | " + " | ".join(f"gen {g}" for g in _generations(cells)) + " |",
+              "|---|" + "---|" * len(_generations(cells))]
+    for cell, runs in cells.items():
+      est = aggregate.by_generation(runs, metric)
+      lines.append(f"| {cell_label(cell)} | "
+                   + " | ".join(_fmt(est[g]) if g in est else "" for g in _generations(cells))
+                   + " |")
+    lines.append("")
+  path = os.path.join(sweep_dir, "sweep.md")
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+  return path
+
+
+def _generations(cells) -> list[int]:
+  return sorted({int(r["generation"]) for runs in cells.values() for rows in runs
+                 for r in rows})

@@ -1,0 +1,62 @@
+"""A grid of config values x seeds as ordinary recursive runs, then their statistics.
+
+  python scripts/sweep.py --config configs/digits.py --workdir runs/sweep_n \
+      --grid 'loop.n_train=32,64,128' --grid 'loop.selection=none,greedy' --seeds 3 \
+      [--jobs 2] [--config.loop.generations=4 ...]
+  python scripts/sweep.py ... --list        # one command line per run, for a scheduler
+  python scripts/sweep.py --aggregate --workdir runs/sweep_n   # sweep.md from what finished
+
+Re-running skips finished runs and resumes killed ones; `--jobs K` runs K at once, each
+pinned to its share of the cores.
+"""
+
+import argparse
+import os
+import shlex
+
+from collapse_jax import sweep, sweep_report
+from collapse_jax.launch import run_queue
+
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recursive.py")
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--config", help="config file[:variants]")
+  parser.add_argument("--workdir", required=True, help="the sweep directory")
+  parser.add_argument("--grid", action="append", default=[], help="field=v1,v2,...")
+  parser.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 per grid cell")
+  parser.add_argument("--jobs", type=int, default=1)
+  parser.add_argument("--list", action="store_true", help="print the runs' command lines")
+  parser.add_argument("--aggregate", action="store_true", help="only write sweep.md")
+  args, extra = parser.parse_known_args()
+  if not args.aggregate:
+    if not args.config:
+      parser.error("--config is required unless --aggregate")
+    try:
+      axes = sweep.parse_grid(args.grid)
+      sweep.write_spec(args.workdir, args.config, axes, list(range(args.seeds)), extra)
+    except ValueError as e:
+      raise SystemExit(str(e)) from None
+    runs = sweep.expand(axes, list(range(args.seeds)))
+    commands = {r.name: sweep.command(r, args.config, args.workdir, extra, SCRIPT)
+                for r in runs}
+    if args.list:
+      print("\n".join(shlex.join(c) for c in commands.values()))
+      return
+    todo = {n: c for n, c in commands.items()
+            if not sweep.finished(os.path.join(args.workdir, n))}
+    print(f"{len(runs) - len(todo)} of {len(runs)} runs finished; running {len(todo)}, "
+          f"{args.jobs} at a time")
+    try:
+      run_queue({n.replace(os.sep, "__"): c for n, c in todo.items()}, args.jobs,
+                os.path.join(args.workdir, "logs"))
+    except RuntimeError as e:
+      print(f"some runs failed: {e}")
+      print(f"wrote {sweep_report.write(args.workdir)} from the runs that finished")
+      raise SystemExit(1) from None
+  print(f"wrote {sweep_report.write(args.workdir)}")
+
+
+if __name__ == "__main__":
+  main()
