@@ -35,7 +35,8 @@ def _sweep(tmp_path, *extra):
       [sys.executable, os.path.join(REPO, "scripts/sweep.py"), "--config",
        os.path.join(REPO, "configs/digits.py:smoke"), "--workdir", str(tmp_path),
        "--grid", "loop.selection=none,random", "--seeds", "1",
-       "--config.loop.pool_factor=2", "--config.loop.generations=1", *extra], capture_output=True, text=True, timeout=900)
+       "--config.loop.pool_factor=2", "--config.loop.generations=1", *extra],
+      capture_output=True, text=True, timeout=900)
 
 
 def test_sweep_runs_resumes_lists_and_aggregates(tmp_path):
