@@ -27,3 +27,37 @@ def test_a_failed_job_is_named_with_its_log(tmp_path):
                  str(tmp_path))
   assert "good" not in str(e.value)
   assert (tmp_path / "bad.log").read_text() == "boom\n"
+
+
+def test_jobs_die_with_a_killed_launcher(tmp_path):
+  """A SIGKILLed sweep leaves no orphan run holding its workdir."""
+  import os
+  import signal
+  import subprocess
+  import time
+
+  child = "import os,sys,time; open(sys.argv[1],'w').write(str(os.getpid())); time.sleep(300)"
+  launcher = ("import sys; from collapse_jax.launch import run_parallel; "
+              f"run_parallel({{'c': [sys.executable, '-c', {child!r}, sys.argv[1]]}}, sys.argv[2])")
+  pid_file = tmp_path / "pid"
+  proc = subprocess.Popen([sys.executable, "-c", launcher, str(pid_file), str(tmp_path)],
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  t = time.time()
+  while not (pid_file.exists() and pid_file.read_text()):
+    assert time.time() - t < 60
+    time.sleep(0.05)
+  pid = int(pid_file.read_text())
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  t = time.time()
+  while os.path.exists(f"/proc/{pid}") and "Z" not in _state(pid):
+    assert time.time() - t < 30, "the job outlived its launcher"
+    time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().split(")")[-1].split()[0]
+  except OSError:
+    return "gone"
