@@ -64,10 +64,10 @@ def finished(workdir: str) -> bool:
   return set(range(1, generations + 1)) <= done
 
 
-def write_spec(sweep_dir: str, config: str, axes, seeds, extra) -> None:
+def write_spec(sweep_dir: str, config: str, axes, seeds, extra, claim: str = "") -> None:
   """Records the sweep; a directory holding another sweep's spec is refused."""
   spec = {"config": config, "grid": [[f, v] for f, v in axes], "seeds": seeds,
-          "overrides": extra}
+          "overrides": extra, "claim": claim}
   path = os.path.join(sweep_dir, SPEC)
   if os.path.exists(path):
     with open(path) as f:
@@ -82,15 +82,19 @@ def write_spec(sweep_dir: str, config: str, axes, seeds, extra) -> None:
   os.replace(path + ".tmp", path)
 
 
+def read_spec(sweep_dir: str) -> dict:
+  with open(os.path.join(sweep_dir, SPEC)) as f:
+    return json.load(f)
+
+
 def read_runs(sweep_dir: str) -> dict[tuple, list[list[dict]]]:
   """cell -> the metric rows of each of its runs that has any (finished or not)."""
-  with open(os.path.join(sweep_dir, SPEC)) as f:
-    spec = json.load(f)
+  spec = read_spec(sweep_dir)
   cells: dict[tuple, list[list[dict]]] = {}
   for run in expand([(f, v) for f, v in spec["grid"]], spec["seeds"]):
     path = os.path.join(sweep_dir, run.name, "metrics.jsonl")
     if os.path.exists(path):
-      with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+      with open(path) as f:  # each row knows its seed, to pair arms seed by seed
+        rows = [json.loads(line) | {"seed": run.seed} for line in f if line.strip()]
       cells.setdefault(run.cell, []).append(sorted(rows, key=lambda r: r["generation"]))
   return cells

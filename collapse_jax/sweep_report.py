@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-from collapse_jax import aggregate, sweep  # noqa: E402
+from collapse_jax import aggregate, claims, sweep, verdict  # noqa: E402
 
 METRICS = ("train_entropy", "gen_score", "memorized_frac", "unique_copied", "fd_real",
            "dino_train_entropy", "dino_gen_score", "fd_dino", "fid")
@@ -83,6 +83,9 @@ def write(sweep_dir: str) -> str:
   total = sum(len(runs) for runs in cells.values())
   lines = ["# Sweep", "", f"{total} runs with metrics in {len(cells)} cells; means over "
            "seeds with 95% Student-t intervals.", ""]
+  claim = sweep.read_spec(sweep_dir).get("claim")
+  if claim:
+    lines += [f"## Claim: {claim}", "", verdict.markdown(claims.check(claim, cells)), ""]
   r, scatter = correlation(cells, sweep_dir)
   lines += ["## Entropy and generalization", "",
             f"Pearson r(train entropy, log gen score) over {r.n} (run, generation) pairs: "

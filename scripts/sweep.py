@@ -5,19 +5,33 @@
       [--jobs 2] [--config.loop.generations=4 ...]
   python scripts/sweep.py ... --list        # one command line per run, for a scheduler
   python scripts/sweep.py --aggregate --workdir runs/sweep_n   # sweep.md from what finished
+  python scripts/sweep.py --claim section3 --workdir runs/claim_section3 --jobs 2
+
+`--claim NAME` takes config, grid and seeds from configs/claims.py and adds that claim's
+verdict (collapse_jax/claims.py) to sweep.md.
 
 Re-running skips finished runs and resumes killed ones; `--jobs K` runs K at once, each
 pinned to its share of the cores.
 """
 
 import argparse
+import importlib.util
 import os
 import shlex
 
 from collapse_jax import sweep, sweep_report
 from collapse_jax.launch import run_queue
 
-SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recursive.py")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "scripts", "recursive.py")
+
+
+def claim_specs() -> dict:
+  spec = importlib.util.spec_from_file_location("claims", os.path.join(REPO, "configs",
+                                                                       "claims.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.CLAIMS
 
 
 def main():
@@ -25,17 +39,29 @@ def main():
   parser.add_argument("--config", help="config file[:variants]")
   parser.add_argument("--workdir", required=True, help="the sweep directory")
   parser.add_argument("--grid", action="append", default=[], help="field=v1,v2,...")
-  parser.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 per grid cell")
+  parser.add_argument("--seeds", type=int, default=None,
+                      help="seeds 0..K-1 per grid cell (default 3, or the claim's)")
   parser.add_argument("--jobs", type=int, default=1)
   parser.add_argument("--list", action="store_true", help="print the runs' command lines")
   parser.add_argument("--aggregate", action="store_true", help="only write sweep.md")
+  parser.add_argument("--claim", default="", help="a claim of configs/claims.py")
   args, extra = parser.parse_known_args()
+  if args.claim:
+    specs = claim_specs()
+    if args.claim not in specs:
+      parser.error(f"--claim {args.claim!r}: choose one of {sorted(specs)}")
+    c = specs[args.claim]
+    args.config = args.config or os.path.join(REPO, c["config"])
+    args.grid, args.seeds = args.grid or c["grid"], args.seeds or c["seeds"]
+    extra = c["overrides"] + extra
+  args.seeds = args.seeds or 3
   if not args.aggregate:
     if not args.config:
       parser.error("--config is required unless --aggregate")
     try:
       axes = sweep.parse_grid(args.grid)
-      sweep.write_spec(args.workdir, args.config, axes, list(range(args.seeds)), extra)
+      sweep.write_spec(args.workdir, args.config, axes, list(range(args.seeds)), extra,
+                       args.claim)
     except ValueError as e:
       raise SystemExit(str(e)) from None
     runs = sweep.expand(axes, list(range(args.seeds)))

@@ -1,0 +1,122 @@
+"""The source papers' claims, decided on a sweep's runs with intervals over seeds.
+
+Each checker takes the sweep's cells (cell -> runs' metric rows) and returns verdict
+Claims; a difference between two arms is taken seed by seed (same seed, same real data),
+and a claim of "higher" holds when the 95% interval of that difference lies above zero.
+"""
+
+import math
+
+from collapse_jax import aggregate
+from collapse_jax.verdict import Claim
+
+
+def _by(cells, field: str) -> dict[str, list[list[dict]]]:
+  """Runs grouped by the value of one grid field (other fields pooled)."""
+  out: dict[str, list[list[dict]]] = {}
+  for cell, runs in cells.items():
+    value = dict(cell).get(field)
+    if value is not None:
+      out.setdefault(value, []).extend(runs)
+  return out
+
+
+def _last(rows: list[dict], key: str) -> float:
+  return float(rows[-1][key]) if rows and key in rows[-1] else math.nan
+
+
+def _ci(e: aggregate.Estimate) -> str:
+  return f"{e.mean:.4g} [{e.lo:.4g}, {e.hi:.4g}]"
+
+
+def _seed_diff(a: list[list[dict]], b: list[list[dict]], key: str) -> aggregate.Estimate:
+  """Mean and interval over seeds of a's last-generation `key` minus b's (paired by seed)."""
+  seeds_a = {r[0]["seed"]: r for r in a if r}
+  seeds_b = {r[0]["seed"]: r for r in b if r}
+  common = sorted(seeds_a.keys() & seeds_b.keys())
+  return aggregate.mean_ci([_last(seeds_a[s], key) - _last(seeds_b[s], key) for s in common])
+
+
+def section3(cells) -> list[Claim]:
+  """Shi et al. section 3: smaller N collapses faster; r(entropy, log score) is high."""
+  claims = []
+  by_n = {int(n): runs for n, runs in _by(cells, "loop.n_train").items()}
+  ratios = {n: aggregate.mean_ci([_last(r, "gen_score") / r[0]["gen_score"] for r in runs
+                                  if r and r[0].get("gen_score")])
+            for n, runs in sorted(by_n.items())}
+  if len(ratios) >= 2:
+    means = [e.mean for e in ratios.values()]
+    claims.append(Claim(
+        "the generalization score falls faster for smaller N (last / first, rising with N)",
+        "; ".join(f"N={n}: {_ci(e)}" for n, e in ratios.items()),
+        all(a < b for a, b in zip(means, means[1:], strict=False))))
+  x, y = aggregate.entropy_score_pairs([r for runs in cells.values() for r in runs])
+  r = aggregate.pearson_bootstrap(x, y)
+  if r.n >= 3:
+    claims.append(Claim("r(training-set entropy, log generalization score) >= 0.8 "
+                        "(the paper: 0.91)", f"r = {_ci(r)} over {r.n} pairs", r.mean >= 0.8))
+  return claims
+
+
+def reservoir(cells) -> list[Claim]:
+  """ERBP: fresh real data (lambda) puts a floor under the entropy that rises with lambda;
+  lambda = 0 keeps falling."""
+  by_l = {float(v): runs for v, runs in _by(cells, "loop.fresh_fraction").items()}
+  if len(by_l) < 2:
+    return []
+  floors = {lam: aggregate.mean_ci([_last(r, "train_entropy") for r in runs])
+            for lam, runs in sorted(by_l.items())}
+  means = [e.mean for e in floors.values()]
+  claims = [Claim("the last generation's training-set entropy rises with lambda",
+                  "; ".join(f"lambda={lam:g}: {_ci(e)}" for lam, e in floors.items()),
+                  all(a < b for a, b in zip(means, means[1:], strict=False)))]
+  steps = {lam: aggregate.mean_ci([r[-1]["train_entropy"] - r[-2]["train_entropy"]
+                                   for r in runs if len(r) >= 2])
+           for lam, runs in sorted(by_l.items())}
+  if 0.0 in steps and not math.isnan(steps[0.0].hi):
+    claims.append(Claim("with lambda = 0 the entropy still falls at the last step",
+                        f"last step {_ci(steps[0.0])}", steps[0.0].hi < 0))
+  top = max(steps)
+  if top > 0 and 0.0 in steps:
+    claims.append(Claim(f"with lambda = {top:g} the entropy levels off (its last step "
+                        "changes less than lambda = 0's)",
+                        f"{_ci(steps[top])} vs {_ci(steps[0.0])}",
+                        abs(steps[top].mean) < abs(steps[0.0].mean)))
+  return claims
+
+
+def accumulate(cells) -> list[Claim]:
+  """Gerstgrasser et al. 2024: accumulating keeps the score and FD bounded where replacing
+  degrades them (last generation, paired by seed)."""
+  by_p = _by(cells, "loop.paradigm")
+  if "replace" not in by_p or "accumulate" not in by_p:
+    return []
+  score = _seed_diff(by_p["accumulate"], by_p["replace"], "gen_score")
+  fd = _seed_diff(by_p["replace"], by_p["accumulate"], "fd_real")
+  return [Claim("accumulate keeps the generalization score above replace's",
+                f"accumulate - replace: {_ci(score)}", score.lo > 0),
+          Claim("accumulate keeps FD to the real set below replace's",
+                f"replace - accumulate: {_ci(fd)}", fd.lo > 0)]
+
+
+def selection(cells) -> list[Claim]:
+  """Shi et al.: greedy and threshold keep the entropy above vanilla and above random
+  selection from the same 2N pool (random separates "more candidates" from "entropy")."""
+  by_s = _by(cells, "loop.selection")
+  claims = []
+  for remedy in ("greedy", "threshold"):
+    for base in ("none", "random"):
+      if remedy in by_s and base in by_s:
+        d = _seed_diff(by_s[remedy], by_s[base], "train_entropy")
+        name = "vanilla" if base == "none" else "random selection"
+        claims.append(Claim(f"{remedy} keeps the training-set entropy above {name}",
+                            f"{remedy} - {name}: {_ci(d)}", d.lo > 0))
+  return claims
+
+
+CHECKERS = {"section3": section3, "reservoir": reservoir, "accumulate": accumulate,
+            "selection": selection}
+
+
+def check(name: str, cells) -> list[Claim]:
+  return CHECKERS[name](cells)

@@ -1,0 +1,34 @@
+"""The source papers' claims as sweeps on the digits setting (scripts/sweep.py --claim).
+
+  python scripts/sweep.py --claim section3 --workdir runs/claim_section3 --jobs 2
+  python scripts/sweep.py --claim reservoir --workdir runs/claim_reservoir --jobs 2
+  python scripts/sweep.py --claim accumulate --workdir runs/claim_accumulate --jobs 2
+  python scripts/sweep.py --claim selection --workdir runs/claim_selection --jobs 2
+
+Each entry: the config, the grid, the seeds, extra overrides; `collapse_jax/claims.py` holds
+the checker that decides the claim on the finished runs, with intervals over the seeds.
+The `smoke` entries run each sweep for seconds in the tests.
+"""
+
+CLAIMS = {
+    # Shi et al. section 3: smaller N collapses faster; r(entropy, log gen score) = 0.91.
+    "section3": dict(config="configs/digits.py", seeds=3,
+                     grid=["loop.n_train=64,128,256,512"], overrides=[]),
+    # ERBP: a fraction lambda of fresh real data each generation floors the entropy.
+    "reservoir": dict(config="configs/digits.py", seeds=3,
+                      grid=["loop.fresh_fraction=0.0,0.1,0.25,0.5"],
+                      overrides=["--config.loop.paradigm=fresh"]),
+    # Gerstgrasser et al. 2024: accumulate keeps the score and FD bounded; replace does not.
+    "accumulate": dict(config="configs/digits.py", seeds=3,
+                       grid=["loop.paradigm=replace,accumulate"], overrides=[]),
+    # Selection against vanilla and against random selection from the same 2N pool.
+    "selection": dict(config="configs/digits.py", seeds=3,
+                      grid=["loop.selection=none,random,greedy,threshold"],
+                      overrides=["--config.loop.pool_factor=2"]),
+}
+
+SMOKE = ["--config.train.num_steps=4", "--config.train.batch_size=16",
+         "--config.train.log_every=2", "--config.train.checkpoint_every=2",
+         "--config.optim.warmup_steps=2", "--config.sample.num_steps=4",
+         "--config.sample.batch_size=64", "--config.loop.generations=2",
+         "--config.loop.gen_score_samples=32", "--config.model.channels=(16,16)"]
