@@ -84,6 +84,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.loop = dict(
       generations=8,
       finetune=False,  # True: each model starts from the previous one (paper: from scratch)
+      # Another run's workdir whose generation-1 model this run's would equal (same config
+      # outside `loop`, same N and held-out split): its final checkpoint is copied instead of
+      # training it again. scripts/arms.py sets it; any mismatch trains as usual.
+      first_model_from="",
       paradigm="replace",  # replace | accumulate | accumulate_all | fresh
       selection="none",  # none | random | greedy | threshold
       n_train=0,  # N, the training-set size; 0 = every real image
@@ -155,11 +159,12 @@ def validate(config, image_shape: tuple[int, ...] | None = None) -> None:
            f"{h}x{w} images; use fewer levels or resize the data.")
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
+  """{'a': {'b': 1}} -> {'a.b': 1} (tuples as lists, as JSON has them)."""
   out = {}
   for k, v in d.items():
     if isinstance(v, dict):
-      out |= _flatten(v, f"{prefix}{k}.")
+      out |= flatten(v, f"{prefix}{k}.")
     else:
       out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
   return out
@@ -178,8 +183,8 @@ def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
   diff = []
   if os.path.exists(path):
     with open(path) as f:
-      old = _flatten(json.load(f))
-    new = _flatten(json.loads(config.to_json()))
+      old = flatten(json.load(f))
+    new = flatten(json.loads(config.to_json()))
     diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if diff and not overwrite:
       shown = ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in diff[:8])

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 
 
 def _pump(name: str, stream, log_path: str, lock: threading.Lock) -> None:
@@ -51,14 +52,26 @@ def _raise_failed(codes: dict[str, int], log_dir: str) -> None:
         for name, code in failed.items()))
 
 
-def run_parallel(jobs: dict[str, list[str]], log_dir: str) -> None:
-  """Starts every job (name -> argv) at once and waits for all of them; each line a job
-  prints goes to `log_dir/<name>.log` and to stdout prefixed with `[name]`. Raises
+def run_parallel(jobs: dict[str, list[str]], log_dir: str,
+                 wait_for: dict[str, Callable[[], bool]] | None = None) -> None:
+  """Runs every job (name -> argv) at once and waits for all of them; each line a job
+  prints goes to `log_dir/<name>.log` and to stdout prefixed with `[name]`. A job named in
+  `wait_for` starts once its predicate is true (or no started job is left running). Raises
   RuntimeError naming each job that failed, with its exit code and log."""
   os.makedirs(log_dir, exist_ok=True)
+  wait_for = wait_for or {}
   lock = threading.Lock()
-  started = {name: _start(name, argv, log_dir, lock) for name, argv in jobs.items()}
+  started, waiting = {}, [n for n in jobs if n in wait_for]
   try:
+    for name, argv in jobs.items():
+      if name not in wait_for:
+        started[name] = _start(name, argv, log_dir, lock)
+    while waiting:
+      idle = all(proc.poll() is not None for proc, _ in started.values())
+      for name in [n for n in waiting if idle or wait_for[n]()]:
+        started[name] = _start(name, jobs[name], log_dir, lock)
+        waiting.remove(name)
+      threading.Event().wait(0.5)
     codes = {name: proc.wait() for name, (proc, _) in started.items()}
   except BaseException:  # Ctrl-C: stop every job (each resumes when run again)
     for proc, _ in started.values():

@@ -11,13 +11,16 @@ candidate pool never gathers onto a host, and each process checkpoints its own r
 """
 
 import functools
+import json
 import logging
 import os
+import shutil
 import time
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from collapse_jax import config_lib, report
 from collapse_jax.embed import SPACES, Embedder
@@ -205,6 +208,37 @@ def split_real(ds, lc, seed: int, conditional: bool, mesh) -> tuple[ImageSet, Im
   return image_set(parts[0]), image_set(parts[1])
 
 
+SAME_FIRST_MODEL = ("loop.n_train", "loop.n_heldout")  # the loop fields gen 1 depends on
+
+
+def adopt_first_model(config, source_run: str, model_dir: str) -> bool:
+  """Copies `source_run`'s finished generation-1 model checkpoint into `model_dir` when it
+  is the model this run would train: the same config outside `loop` (seed, data, model,
+  training) and the same N and held-out split give the same real set, batches and keys.
+  Returns whether it did; `fit` then restores it at its last step and trains nothing."""
+  try:
+    with open(os.path.join(source_run, "config.json")) as f:
+      theirs = config_lib.flatten(json.load(f))
+  except OSError:
+    return False
+  mine = config_lib.flatten(json.loads(config.to_json()))
+  differ = [k for k in mine.keys() | theirs.keys()
+            if (not k.startswith("loop.") or k in SAME_FIRST_MODEL)
+            and mine.get(k) != theirs.get(k)]
+  source = os.path.join(source_run, "gen_01", "model", "checkpoints")
+  final = os.path.join(source, str(config.train.num_steps))
+  target = os.path.join(model_dir, "checkpoints")
+  if differ or not os.path.isdir(final) or os.path.exists(target):
+    if differ:
+      log.info("not adopting %s's first model: %s differ", source_run, ", ".join(differ[:4]))
+    return False
+  os.makedirs(model_dir, exist_ok=True)
+  shutil.copytree(final, os.path.join(target + ".tmp", os.path.basename(final)))
+  os.replace(target + ".tmp", target)  # whole or absent: a kill here leaves no half copy
+  log.info("generation 1: adopted the identical model trained by %s", source_run)
+  return True
+
+
 def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
   """Runs config.loop.generations generations; returns the per-generation metric rows."""
   config_lib.validate_loop(config)
@@ -259,6 +293,9 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
       arrays = {"image": current.images}  # uint8 on the devices; batches mapped to [-1, 1]
       if conditional:
         arrays["label"] = put_rows(current.labels, mesh)
+      if g == 0 and lc.first_model_from and jax.process_index() == 0:
+        adopt_first_model(config, lc.first_model_from, os.path.join(gen_dir, "model"))
+      multihost_utils.sync_global_devices("loop:first_model")
       with jax.set_mesh(mesh):
         init_from = None
         if lc.finetune and g > 0:

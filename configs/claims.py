@@ -7,7 +7,7 @@
 
 Each entry: the config, the grid, the seeds, extra overrides; `collapse_jax/claims.py` holds
 the checker that decides the claim on the finished runs, with intervals over the seeds.
-The `smoke` entries run each sweep for seconds in the tests.
+Any config override after the command goes to every run of the sweep.
 """
 
 CLAIMS = {
@@ -26,9 +26,3 @@ CLAIMS = {
                       grid=["loop.selection=none,random,greedy,threshold"],
                       overrides=["--config.loop.pool_factor=2"]),
 }
-
-SMOKE = ["--config.train.num_steps=4", "--config.train.batch_size=16",
-         "--config.train.log_every=2", "--config.train.checkpoint_every=2",
-         "--config.optim.warmup_steps=2", "--config.sample.num_steps=4",
-         "--config.sample.batch_size=64", "--config.loop.generations=2",
-         "--config.loop.gen_score_samples=32", "--config.model.channels=(16,16)"]

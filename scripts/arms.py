@@ -8,9 +8,14 @@ Arm `vanilla` is the config as given; other arms add their name to its variants 
 runs `configs/digits.py:greedy`, and with `--config configs/digits.py:smoke` it runs
 `configs/digits.py:smoke,greedy`). Extra `--config.*` flags go to every arm. Re-running the
 same command resumes killed runs and skips finished ones.
+
+Generation 1 trains on the real set, identically in every arm: the first arm trains it
+alone (on all the cores), the others start once it is saved and adopt it
+(`config.loop.first_model_from`), then all run side by side.
 """
 
 import argparse
+import json
 import os
 import sys
 
@@ -20,6 +25,16 @@ from collapse_jax.launch import run_parallel
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recursive.py")
 
 
+def first_model_ready(run: str) -> bool:
+  """The run's generation-1 model has its final checkpoint (orbax renames it into place)."""
+  try:
+    with open(os.path.join(run, "config.json")) as f:
+      steps = json.load(f)["train"]["num_steps"]
+  except (OSError, ValueError, KeyError):
+    return False
+  return os.path.isdir(os.path.join(run, "gen_01", "model", "checkpoints", str(steps)))
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--config", required=True, help="config file[:variants]")
@@ -27,14 +42,18 @@ def main():
   parser.add_argument("--workdir", required=True)
   args, overrides = parser.parse_known_args()
   workdirs = {arm: os.path.join(args.workdir, arm) for arm in args.arms.split(",")}
+  first = next(iter(workdirs.values()))
   jobs = {}
   for arm, workdir in workdirs.items():
     config = args.config
     if arm != "vanilla":
       config += f",{arm}" if ":" in config else f":{arm}"
     jobs[arm] = [sys.executable, SCRIPT, "--config", config, "--workdir", workdir, *overrides]
+    if workdir != first:  # the first arm's generation-1 model is the same for every arm
+      jobs[arm].append(f"--config.loop.first_model_from={os.path.abspath(first)}")
+  wait = {arm: lambda: first_model_ready(first) for arm in list(workdirs)[1:]}
   try:
-    run_parallel(jobs, os.path.join(args.workdir, "logs"))
+    run_parallel(jobs, os.path.join(args.workdir, "logs"), wait_for=wait)
   except RuntimeError as e:
     raise SystemExit(f"arms failed: {e}") from None
   print(f"wrote {write_comparison(list(workdirs.values()), args.workdir)}")

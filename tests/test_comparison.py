@@ -58,6 +58,10 @@ def test_arms_script_runs_the_arms_side_by_side_and_compares(tmp_path):
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
   assert "[greedy]" in out.stdout and "[vanilla]" in out.stdout
+  # Generation 1 is trained once, by the first arm, and adopted by the others.
+  assert "[greedy]" in out.stdout.split("adopted the identical model")[0].splitlines()[-1]
+  assert "[gen 1/2] train step" not in "".join(
+      line for line in out.stdout.splitlines() if line.startswith("[greedy]"))
   for arm, selection in (("vanilla", "none"), ("greedy", "greedy")):
     config = json.loads((tmp_path / arm / "config.json").read_text())
     assert config["seed"] == 3 and config["loop"]["selection"] == selection

@@ -159,3 +159,22 @@ def test_paper_configs_say_what_is_missing(tmp_path):
   config.data.path = str(tmp_path / "no_tfds_here")
   with pytest.raises(FileNotFoundError, match="tfds build cifar10"):
     run_recursive(config, str(tmp_path / "c10b"))
+
+
+def test_first_model_is_adopted_only_from_an_identical_setting(tmp_path):
+  from collapse_jax.loop import adopt_first_model
+
+  source = digits.get_config("smoke")
+  (tmp_path / "src" / "gen_01" / "model" / "checkpoints" / "4" / "state").mkdir(parents=True)
+  (tmp_path / "src" / "config.json").write_text(source.to_json())
+  greedy = digits.get_config("smoke,greedy")  # other loop fields: the same generation-1 model
+  other_lr = digits.get_config("smoke,greedy")
+  other_lr.optim.lr = 0.5
+  other_n = digits.get_config("smoke,greedy")
+  other_n.loop.n_train = 32
+  for config in (other_lr, other_n):
+    assert not adopt_first_model(config, str(tmp_path / "src"), str(tmp_path / "m"))
+  assert not (tmp_path / "m").exists()
+  assert adopt_first_model(greedy, str(tmp_path / "src"), str(tmp_path / "m"))
+  assert (tmp_path / "m" / "checkpoints" / "4" / "state").is_dir()
+  assert not adopt_first_model(greedy, str(tmp_path / "src"), str(tmp_path / "m"))  # once
