@@ -66,17 +66,21 @@ def plot_rows(rows_by_run: dict[str, list[dict]], out_dir: str) -> list[str]:
       for key in (k for k in keys if rows and k in rows[0]):
         label = key if len(rows_by_run) == 1 else f"{run}: {key}"
         ax.plot(gens, [r[key] for r in rows], marker="o", label=label)
-    ax.set_xlabel("generation")
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_ylabel(plot)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    name = f"{plot}.png"
-    fig.savefig(os.path.join(out_dir, name), dpi=110)
-    plt.close(fig)
-    names.append(name)
+    names.append(save_by_generation(fig, ax, plot, out_dir, f"{plot}.png"))
   return names
+
+
+def save_by_generation(fig, ax, ylabel: str, out_dir: str, name: str) -> str:
+  """Labels a plot over generations (integer ticks, legend), saves out_dir/name, closes it."""
+  ax.set_xlabel("generation")
+  ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+  ax.set_ylabel(ylabel)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(out_dir, name), dpi=110)
+  plt.close(fig)
+  return name
 
 
 def plot_sources(rows: list[dict], out_dir: str) -> str:

@@ -8,9 +8,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
 
 from collapse_jax import aggregate, claims, sweep, verdict  # noqa: E402
+from collapse_jax.report import save_by_generation  # noqa: E402
 
 METRICS = ("train_entropy", "gen_score", "memorized_frac", "unique_copied", "fd_real",
            "dino_train_entropy", "dino_gen_score", "fd_dino", "fid")
@@ -43,16 +43,7 @@ def plot_bands(cells, metric: str, out_dir: str) -> str | None:
   if not drawn:
     plt.close(fig)
     return None
-  ax.set_xlabel("generation")
-  ax.set_ylabel(metric)
-  ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  name = f"sweep_{metric}.png"
-  fig.savefig(os.path.join(out_dir, name), dpi=110)
-  plt.close(fig)
-  return name
+  return save_by_generation(fig, ax, metric, out_dir, f"sweep_{metric}.png")
 
 
 def correlation(cells, out_dir: str) -> tuple[aggregate.Estimate, str | None]:

@@ -6,7 +6,6 @@ import shlex
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from collapse_jax import aggregate, sweep
@@ -55,8 +54,7 @@ def test_sweep_runs_resumes_lists_and_aggregates(tmp_path):
       [str(tmp_path / n) for n in names]
   text = (tmp_path / "sweep.md").read_text()
   runs = [[json.loads(line) for line in open(tmp_path / n / "metrics.jsonl")] for n in names]
-  x, y = aggregate.entropy_score_pairs(runs)
-  want = np.corrcoef(x, y)[0, 1]
-  assert f"over {len(x)} (run, generation) pairs: **{want:.3f}**" in text
+  x, y = aggregate.entropy_score_pairs(runs)  # r itself is tested in test_aggregate
+  assert len(x) == 2 and f"over {len(x)} (run, generation) pairs: **nan**" in text  # < 3
   assert (tmp_path / "sweep_train_entropy.png").exists()
   assert (tmp_path / "sweep_entropy_vs_score.png").exists()
