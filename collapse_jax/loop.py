@@ -211,6 +211,11 @@ def split_real(ds, lc, seed: int, conditional: bool, mesh) -> tuple[ImageSet, Im
 SAME_FIRST_MODEL = ("loop.n_train", "loop.n_heldout")  # the loop fields gen 1 depends on
 
 
+def first_model_checkpoint(run: str, num_steps: int) -> str:
+  """The directory of a run's final generation-1 checkpoint (orbax renames it into place)."""
+  return os.path.join(run, "gen_01", "model", "checkpoints", str(num_steps))
+
+
 def adopt_first_model(config, source_run: str, model_dir: str) -> bool:
   """Copies `source_run`'s finished generation-1 model checkpoint into `model_dir` when it
   is the model this run would train: the same config outside `loop` (seed, data, model,
@@ -225,8 +230,7 @@ def adopt_first_model(config, source_run: str, model_dir: str) -> bool:
   differ = [k for k in mine.keys() | theirs.keys()
             if (not k.startswith("loop.") or k in SAME_FIRST_MODEL)
             and mine.get(k) != theirs.get(k)]
-  source = os.path.join(source_run, "gen_01", "model", "checkpoints")
-  final = os.path.join(source, str(config.train.num_steps))
+  final = first_model_checkpoint(source_run, config.train.num_steps)
   target = os.path.join(model_dir, "checkpoints")
   if differ or not os.path.isdir(final) or os.path.exists(target):
     if differ:

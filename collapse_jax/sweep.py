@@ -12,6 +12,8 @@ import json
 import os
 import sys
 
+from collapse_jax.metrics.writer import read_jsonl
+
 SPEC = "sweep.json"
 
 
@@ -57,10 +59,9 @@ def finished(workdir: str) -> bool:
   try:
     with open(os.path.join(workdir, "config.json")) as f:
       generations = json.load(f)["loop"]["generations"]
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-      done = {json.loads(line)["generation"] for line in f if line.strip()}
   except (OSError, ValueError, KeyError):
     return False
+  done = {r["generation"] for r in read_jsonl(os.path.join(workdir, "metrics.jsonl"))}
   return set(range(1, generations + 1)) <= done
 
 
@@ -92,9 +93,8 @@ def read_runs(sweep_dir: str) -> dict[tuple, list[list[dict]]]:
   spec = read_spec(sweep_dir)
   cells: dict[tuple, list[list[dict]]] = {}
   for run in expand([(f, v) for f, v in spec["grid"]], spec["seeds"]):
-    path = os.path.join(sweep_dir, run.name, "metrics.jsonl")
-    if os.path.exists(path):
-      with open(path) as f:  # each row knows its seed, to pair arms seed by seed
-        rows = [json.loads(line) | {"seed": run.seed} for line in f if line.strip()]
-      cells.setdefault(run.cell, []).append(sorted(rows, key=lambda r: r["generation"]))
+    rows = read_jsonl(os.path.join(sweep_dir, run.name, "metrics.jsonl"))
+    if rows:  # each row knows its seed, to pair arms seed by seed
+      rows = sorted((r | {"seed": run.seed} for r in rows), key=lambda r: r["generation"])
+      cells.setdefault(run.cell, []).append(rows)
   return cells

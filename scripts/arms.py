@@ -21,18 +21,19 @@ import sys
 
 from collapse_jax.comparison import write_comparison
 from collapse_jax.launch import run_parallel
+from collapse_jax.loop import first_model_checkpoint
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recursive.py")
 
 
 def first_model_ready(run: str) -> bool:
-  """The run's generation-1 model has its final checkpoint (orbax renames it into place)."""
+  """The run's generation-1 model has its final checkpoint."""
   try:
     with open(os.path.join(run, "config.json")) as f:
       steps = json.load(f)["train"]["num_steps"]
   except (OSError, ValueError, KeyError):
     return False
-  return os.path.isdir(os.path.join(run, "gen_01", "model", "checkpoints", str(steps)))
+  return os.path.isdir(first_model_checkpoint(run, steps))
 
 
 def main():
