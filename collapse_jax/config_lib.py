@@ -29,9 +29,19 @@ def base_config() -> ml_collections.ConfigDict:
       split="train",  # TFDS split
       resolution=0,  # square side images are resized to; 0 keeps them as stored
       labels=False,  # image folders: first-level subdirectories are classes
-      max_examples=0,  # 0 = all
+      max_examples=0,  # 0 = all (gaussian / mog: how many points are drawn; 0 = 10,000)
+      # Vector data (data.name = gaussian | mog), drawn once from data.seed (not config.seed:
+      # every loop seed starts from the same real set, as with a real dataset):
+      dim=2,  # dimension d
+      scale=1.0,  # gaussian: largest standard deviation; mog: each component's
+      decay=0.0,  # gaussian: variances scale**2 * (i + 1)**-decay (0 = isotropic)
+      components=8,  # mog: number of equally weighted components
+      spread=4.0,  # mog: standard deviation of the component means
+      seed=0,
   )
   c.model = dict(
+      # unet | mlp (diffusion models) | gaussian | memorizer | kde (closed form, no training)
+      kind="unet",
       channels=PRESETS["unet48"],  # widths per resolution level
       layers_per_block=2,
       attention_levels=(4,),  # 0-based down levels; the 5th down / 2nd up block
@@ -40,6 +50,9 @@ def base_config() -> ml_collections.ConfigDict:
       class_conditional=False,
       dropout=0.0,
       dtype="float32",  # compute dtype: "float32" or "bfloat16" (params stay float32)
+      hidden=256,  # mlp: width of the residual blocks
+      depth=3,  # mlp: number of residual blocks
+      bandwidth=0.1,  # kde: standard deviation of the noise added to a training point
   )
   c.diffusion = dict(num_steps=1000, beta_start=1e-4, beta_end=0.02)
   c.optim = dict(
@@ -100,6 +113,7 @@ def base_config() -> ml_collections.ConfigDict:
       gen_score_samples=1000,
       n_heldout=1000,  # real images kept out of the loop for heldout_score (n_train=0: the rest)
       nn_panel=8,  # generated images shown beside their nearest training image
+      pictures=True,  # False: no grids, scatter plots or plots (Monte Carlo over many seeds)
   )
   return c
 
@@ -112,33 +126,60 @@ def apply_selection_variant(config, variants: set[str]) -> None:
       config.loop.pool_factor = 2
 
 
+def apply_smoke(config) -> None:
+  """A config's `smoke` variant: a few training and sampling steps, 2 generations (tests)."""
+  config.train.num_steps = 4
+  config.train.batch_size = 16
+  config.train.log_every = 2
+  config.train.checkpoint_every = 2
+  config.optim.warmup_steps = 2
+  config.sample.num_steps = 4
+  config.loop.generations = 2
+
+
 def _check(ok: bool, field: str, message: str) -> None:
   if not ok:
     raise ValueError(f"config.{field}: {message}")
 
 
-def validate(config, image_shape: tuple[int, ...] | None = None) -> None:
-  """Raises ValueError naming the first bad field; `image_shape` (H, W, C) checks the UNet."""
-  for field in ("train.batch_size", "train.num_steps", "train.log_every",
-                "train.checkpoint_every", "sample.batch_size",
-                "sample.num_images", "sample.num_steps", "diffusion.num_steps",
-                "model.layers_per_block", "model.norm_groups", "model.head_dim"):
+VECTOR_DATA = ("gaussian", "mog")
+
+
+def _positive_ints(config, fields) -> None:
+  for field in fields:
     section, name = field.split(".")
     value = config[section][name]
     _check(isinstance(value, int) and value > 0, field,
            f"must be a positive integer, got {value!r}.")
-  channels = tuple(config.model.channels)
-  _check(len(channels) >= 1 and all(c > 0 for c in channels), "model.channels",
-         f"widths must be positive, got {channels}.")
-  groups = config.model.norm_groups
-  bad = [c for c in channels if c % groups]
-  _check(not bad, "model.channels", f"widths {bad} are not divisible by "
-         f"model.norm_groups={groups}; change one or the other.")
-  levels = len(channels)
-  bad = [a for a in config.model.attention_levels if not 0 <= a < levels]
-  _check(not bad, "model.attention_levels", f"{bad} outside the {levels} levels [0, {levels}).")
-  _check(config.model.dtype in ("float32", "bfloat16"), "model.dtype",
-         f"{config.model.dtype!r}; use 'float32' or 'bfloat16'.")
+
+
+def validate(config, image_shape: tuple[int, ...] | None = None) -> None:
+  """Raises ValueError naming the first bad field; `image_shape` (H, W, C), or (d,) for
+  vector data, checks that the model fits the data."""
+  from collapse_jax.generators import KINDS  # noqa: PLC0415 (generators import this module)
+
+  kind = config.model.kind
+  _check(kind in KINDS, "model.kind", f"{kind!r} is not one of {tuple(KINDS)}.")
+  _positive_ints(config, ("train.batch_size", "train.num_steps", "train.log_every",
+                          "train.checkpoint_every", "sample.batch_size", "sample.num_images",
+                          "sample.num_steps", "diffusion.num_steps"))
+  if kind == "unet":
+    _validate_unet(config, image_shape)
+  if kind == "mlp":
+    _positive_ints(config, ("model.hidden", "model.depth"))
+  _check(kind != "kde" or config.model.bandwidth > 0, "model.bandwidth", "must be positive.")
+  vector = config.data.name in VECTOR_DATA
+  if vector:
+    _positive_ints(config, ("data.dim", "data.components"))
+    _check(config.data.scale > 0 and config.data.spread >= 0, "data.scale",
+           "need scale > 0 and spread >= 0.")
+    _check(kind != "unet", "model.kind", f"the UNet takes images, not the vectors of "
+           f"data.name={config.data.name!r}; use 'mlp' (or a closed-form kind).")
+    _check(not config.sample.clip_x0, "sample.clip_x0",
+           "vector data is not bounded to [-1, 1]; set --config.sample.clip_x0=False.")
+  _check(kind != "mlp" or vector or (image_shape is not None and len(image_shape) == 1),
+         "model.kind", "the MLP denoiser takes vector data (data.name = gaussian or mog); "
+         "use 'unet' for images.")
   _check(0.0 <= config.model.dropout < 1.0, "model.dropout", "must be in [0, 1).")
   _check(0.0 <= config.train.ema_decay < 1.0, "train.ema_decay", "must be in [0, 1); 0 = off.")
   _check(0.0 <= config.train.label_dropout < 1.0, "train.label_dropout", "must be in [0, 1).")
@@ -151,7 +192,25 @@ def validate(config, image_shape: tuple[int, ...] | None = None) -> None:
   _check(config.sample.num_steps <= config.diffusion.num_steps, "sample.num_steps",
          f"{config.sample.num_steps} DDIM steps exceed diffusion.num_steps.")
   _check(0.0 <= config.sample.eta <= 1.0, "sample.eta", "must be in [0, 1].")
+
+
+def _validate_unet(config, image_shape) -> None:
+  _positive_ints(config, ("model.layers_per_block", "model.norm_groups", "model.head_dim"))
+  channels = tuple(config.model.channels)
+  _check(len(channels) >= 1 and all(c > 0 for c in channels), "model.channels",
+         f"widths must be positive, got {channels}.")
+  groups = config.model.norm_groups
+  bad = [c for c in channels if c % groups]
+  _check(not bad, "model.channels", f"widths {bad} are not divisible by "
+         f"model.norm_groups={groups}; change one or the other.")
+  levels = len(channels)
+  bad = [a for a in config.model.attention_levels if not 0 <= a < levels]
+  _check(not bad, "model.attention_levels", f"{bad} outside the {levels} levels [0, {levels}).")
+  _check(config.model.dtype in ("float32", "bfloat16"), "model.dtype",
+         f"{config.model.dtype!r}; use 'float32' or 'bfloat16'.")
   if image_shape is not None:
+    _check(len(image_shape) == 3, "model.kind", f"the UNet takes (H, W, C) images, not "
+           f"rows of shape {tuple(image_shape)}; use 'mlp' for vector data.")
     factor = 2 ** (levels - 1)
     h, w = image_shape[:2]
     _check(h % factor == 0 and w % factor == 0, "model.channels",
@@ -207,6 +266,19 @@ def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
   multihost_utils.sync_global_devices("prepare_workdir:written")
 
 
+def prepare_run(config, workdir: str, overwrite: bool):
+  """Validates the config against the data, claims the workdir; returns (dataset, shape of
+  one row: (H, W, C) for images, (d,) for vectors)."""
+  from collapse_jax.data import load_dataset  # noqa: PLC0415 (configs import this module light)
+
+  validate(config)
+  ds = load_dataset(config)
+  shape = tuple(ds.images.shape[1:])
+  validate(config, shape)
+  prepare_workdir(config, workdir, overwrite)
+  return ds, shape
+
+
 LOOP_CHOICES = {
     "paradigm": ("replace", "accumulate", "accumulate_all", "fresh"),
     "selection": LOOP_SELECTIONS,
@@ -218,6 +290,13 @@ def validate_features(config) -> None:
   """The feature space and the local encoder weights exist before any training starts."""
   _check(config.features in FEATURE_SPACES, "features",
          f"{config.features!r} is not one of {FEATURE_SPACES}.")
+  if config.data.name in VECTOR_DATA:
+    for field, value in (("features", config.features != "pixels"),
+                         ("features_weights", config.features_weights),
+                         ("eval.fid_weights", config.eval.fid_weights)):
+      _check(not value, field, f"data.name={config.data.name!r} is vector data: its only "
+             "feature space is the raw coordinates; set features='pixels' and no encoder "
+             "weights.")
   _check(config.features != "dinov2" or config.features_weights, "features_weights",
          "features='dinov2' needs the DINOv2 weights: set it to a local copy of the HF "
          "facebook/dinov2-small directory or its conversion (scripts/convert_weights.py).")

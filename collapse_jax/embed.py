@@ -34,7 +34,10 @@ def pixels(images):
 def _checksum(x: jax.Array) -> jax.Array:
   """Two position-weighted sums mod 2^32 of all elements: equal sets, equal sums, whatever
   the sharding (integer addition wraps and is associative)."""
-  v = x.reshape(-1).astype(jnp.uint32)
+  v = x.reshape(-1)
+  # float rows (vector data) by their bits: a cast would truncate them to equal integers
+  v = jax.lax.bitcast_convert_type(v, jnp.uint32) if v.dtype == jnp.float32 else v
+  v = v.astype(jnp.uint32)
   i = jnp.arange(v.size, dtype=jnp.uint32)
   w1 = i * jnp.uint32(2654435761) + 1
   w2 = (i ^ (i >> 13)) * jnp.uint32(0x85EBCA6B) | 1

@@ -1,40 +1,38 @@
 """The self-consuming loop: train -> generate -> embed -> select -> next training set.
 
+The generative model is whatever `config.model.kind` names (`collapse_jax.generators`): the
+loop only asks it to fit a set and to sample from what it fitted.
+
 State at every phase boundary (generation, phase, current training set, all pools, metrics
 so far) is an orbax checkpoint in workdir/loop_state; models checkpoint inside
 workdir/gen_XX/model. Re-running the same command after a kill continues where it stopped
 and gives the same results; random numbers derive from (seed, generation) only.
 
-The images of every set (real, pools, training sets) live on the mesh as uint8 global
-arrays split by rows, from sampling through embedding, selection and training: a
-candidate pool never gathers onto a host, and each process checkpoints its own rows.
+The rows of every set (real, pools, training sets: uint8 images, or float32 vectors for
+vector data) live on the mesh as global arrays split by rows, from sampling through
+embedding, selection and training: a candidate pool never gathers onto a host, and each
+process checkpoints its own rows.
 """
 
 import functools
-import json
 import logging
 import os
-import shutil
 import time
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from jax.experimental import multihost_utils
 
 from collapse_jax import config_lib, report
 from collapse_jax.embed import SPACES, Embedder
-from collapse_jax.generate import generate
+from collapse_jax.generators import make_generator
 from collapse_jax.images import to_uint8
 from collapse_jax.metrics import collapse
 from collapse_jax.metrics.precision_recall import precision_recall
 from collapse_jax.metrics.writer import MetricWriter, read_jsonl
-from collapse_jax.models.unet import unet_from_config
 from collapse_jax.paradigms import ImageSet, next_training_set
 from collapse_jax.selection import greedy_select, threshold_decay_select
 from collapse_jax.sharding import make_mesh, put_rows, rows_sharding, take_rows, to_host
-from collapse_jax.train import prepare_run
-from collapse_jax.training import fit, schedule_from_config
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +183,9 @@ def real_statistics(real: ImageSet, heldout: ImageSet, embed, lc) -> dict:
 
 
 def split_real(ds, lc, seed: int, conditional: bool, mesh) -> tuple[ImageSet, ImageSet]:
-  """The loop's real training set (N images) and a disjoint held-out set of real images
-  (up to config.loop.n_heldout), both from one seeded permutation."""
+  """The loop's real training set (N rows) and a disjoint held-out set of real rows (up to
+  config.loop.n_heldout), both from one seeded permutation. Images are stored as uint8
+  (as the paper saves its samples as image files), vectors as float32."""
   total = len(ds.images)
   n = lc.n_train or total - min(lc.n_heldout, total // 2)
   if n > total:
@@ -196,61 +195,31 @@ def split_real(ds, lc, seed: int, conditional: bool, mesh) -> tuple[ImageSet, Im
 
   def image_set(idx):
     labels = ds.labels[idx] if conditional else None
-    return ImageSet(put_rows(to_uint8(ds.images[idx]), mesh), labels,
-                    np.zeros(len(idx), np.int32))
+    rows = to_uint8(ds.images[idx]) if ds.is_image else ds.images[idx].astype(np.float32)
+    return ImageSet(put_rows(rows, mesh), labels, np.zeros(len(idx), np.int32))
 
   if not len(parts[1]):
     if lc.n_heldout:
       log.warning("no real images left for config.loop.n_heldout: heldout_score is NaN; "
                   "lower config.loop.n_train to keep some.")
-    return image_set(parts[0]), ImageSet(np.zeros((0, *ds.images.shape[1:]), np.uint8),
-                                         None, np.zeros(0, np.int32))
+    empty = np.zeros((0, *ds.images.shape[1:]), np.uint8 if ds.is_image else np.float32)
+    return image_set(parts[0]), ImageSet(empty, None, np.zeros(0, np.int32))
   return image_set(parts[0]), image_set(parts[1])
 
 
-SAME_FIRST_MODEL = ("loop.n_train", "loop.n_heldout")  # the loop fields gen 1 depends on
-
-
-def first_model_checkpoint(run: str, num_steps: int) -> str:
-  """The directory of a run's final generation-1 checkpoint (orbax renames it into place)."""
-  return os.path.join(run, "gen_01", "model", "checkpoints", str(num_steps))
-
-
-def adopt_first_model(config, source_run: str, model_dir: str) -> bool:
-  """Copies `source_run`'s finished generation-1 model checkpoint into `model_dir` when it
-  is the model this run would train: the same config outside `loop` (seed, data, model,
-  training) and the same N and held-out split give the same real set, batches and keys.
-  Returns whether it did; `fit` then restores it at its last step and trains nothing."""
-  try:
-    with open(os.path.join(source_run, "config.json")) as f:
-      theirs = config_lib.flatten(json.load(f))
-  except OSError:
-    return False
-  mine = config_lib.flatten(json.loads(config.to_json()))
-  differ = [k for k in mine.keys() | theirs.keys()
-            if (not k.startswith("loop.") or k in SAME_FIRST_MODEL)
-            and mine.get(k) != theirs.get(k)]
-  final = first_model_checkpoint(source_run, config.train.num_steps)
-  target = os.path.join(model_dir, "checkpoints")
-  if differ or not os.path.isdir(final) or os.path.exists(target):
-    if differ:
-      log.info("not adopting %s's first model: %s differ", source_run, ", ".join(differ[:4]))
-    return False
-  os.makedirs(model_dir, exist_ok=True)
-  shutil.copytree(final, os.path.join(target + ".tmp", os.path.basename(final)))
-  os.replace(target + ".tmp", target)  # whole or absent: a kill here leaves no half copy
-  log.info("generation 1: adopted the identical model trained by %s", source_run)
-  return True
+# A generation's fit and sampling that took less than this are redone after a kill rather
+# than checkpointed (closed-form generators: a save costs more than they do).
+REDO_CHEAPER_S = 2.0
 
 
 def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
   """Runs config.loop.generations generations; returns the per-generation metric rows."""
   config_lib.validate_loop(config)
   lc = config.loop
-  ds, image_shape = prepare_run(config, workdir, overwrite)
+  ds, data_shape = config_lib.prepare_run(config, workdir, overwrite)
   mesh = make_mesh(config.mesh)
-  model = unet_from_config(config.model, image_shape, ds.num_classes)
-  conditional = bool(model.num_classes)
+  generator = make_generator(config, data_shape, ds.num_classes, mesh)
+  conditional = generator.conditional
 
   # Every set of the loop lives on the mesh, split by rows; only indices visit the host.
   real, heldout = split_real(ds, lc, config.seed, conditional, mesh)
@@ -285,7 +254,6 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
   if restored is not None:
     log.info("resuming at generation %d/%d, phase %s", meta["generation"] + 1, G, meta["phase"])
 
-  schedule = schedule_from_config(config)
   while meta["generation"] < G:
     g = meta["generation"]
     gen_dir = os.path.join(workdir, f"gen_{g + 1:02d}")
@@ -294,34 +262,22 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
     prefix = f"[gen {g + 1}/{G}] "
     if meta["phase"] == "train":
       t0 = time.perf_counter()
-      arrays = {"image": current.images}  # uint8 on the devices; batches mapped to [-1, 1]
-      if conditional:
-        arrays["label"] = put_rows(current.labels, mesh)
-      if g == 0 and lc.first_model_from and jax.process_index() == 0:
-        adopt_first_model(config, lc.first_model_from, os.path.join(gen_dir, "model"))
-      multihost_utils.sync_global_devices("loop:first_model")
-      with jax.set_mesh(mesh):
-        init_from = None
-        if lc.finetune and g > 0:
-          init_from = os.path.join(workdir, f"gen_{g:02d}", "model")
-        state = fit(config, arrays, os.path.join(gen_dir, "model"), mesh, model, train_key,
-                    log_prefix=prefix + "train ", init_from=init_from)
-        t1 = time.perf_counter()
-        params = state.sampling_params
-        labels = np.arange(pool_size, dtype=np.int32) % ds.num_classes if conditional else None
-        log.info("%sgenerating %d images", prefix, pool_size)
-        images = generate(params, sample_key, pool_size, mesh=mesh, model=model,
-                          schedule=schedule, image_shape=image_shape,
-                          sample_config=config.sample, labels=labels)
-        images.block_until_ready()  # dispatch is asynchronous: time the sampling itself
-      pool = ImageSet(images, labels, np.full(pool_size, g + 1, np.int32))
+      fitted = generator.fit(current, train_key, generation=g + 1, workdir=workdir,
+                             log_prefix=prefix + "train ")
+      t1 = time.perf_counter()
+      labels = np.arange(pool_size, dtype=np.int32) % ds.num_classes if conditional else None
+      log.info("%sgenerating %d samples", prefix, pool_size)
+      pool = ImageSet(generator.sample(fitted, sample_key, pool_size, labels), labels,
+                      np.full(pool_size, g + 1, np.int32))
       t2 = time.perf_counter()
-      log.info("%s%d images in %.1fs (%.0f images/s)", prefix, pool_size, t2 - t1,
+      log.info("%s%d samples in %.1fs (%.0f samples/s)", prefix, pool_size, t2 - t1,
                pool_size / (t2 - t1))
-      meta |= {"phase": "select", "train_s": t1 - t0, "generate_s": t2 - t1}
+      meta |= {"phase": "select", "train_s": t1 - t0, "generate_s": t2 - t1,
+               "model_metrics": fitted.metrics}
       # Only accumulate draws from old pools; the other paradigms keep just the newest.
       pools = (pools if lc.paradigm == "accumulate" else []) + [pool]
-      _save(manager, 2 * g + 1, current, pools, meta)
+      if t2 - t0 > REDO_CHEAPER_S:  # else a resume redoes them: same keys, same pool
+        _save(manager, 2 * g + 1, current, pools, meta)
     t0 = time.perf_counter()
     pool = pools[-1]
     rng = np.random.default_rng([config.seed, g])
@@ -330,16 +286,18 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
                             fresh_fraction=lc.fresh_fraction, rng=rng)
     t1 = time.perf_counter()
     row = generation_metrics(g + 1, current, pool, nxt, real_stats, config, embed, mesh)
+    row |= meta.get("model_metrics", {})  # the generator's own measures (model_entropy)
     row |= {"train_s": meta.get("train_s", 0.0), "generate_s": meta.get("generate_s", 0.0),
             "select_s": t1 - t0, "metrics_s": time.perf_counter() - t1}
-    pictures = report.generation_pictures(current, pool, lc.nn_panel)  # on every process
-    if jax.process_index() == 0:
-      report.write_generation(gen_dir, *pictures)
+    if lc.pictures:
+      pictures = report.generation_pictures(current, pool, nxt, lc.nn_panel)  # every process
+      if jax.process_index() == 0:
+        report.write_generation(gen_dir, pictures)
     log.info("%sentropy train %.1f pool %.1f selected %.1f | gen score %.1f | FD %.1f", prefix,
              row["train_entropy"], row["pool_entropy"], row["selected_entropy"],
              row["gen_score"], row["fd_real"])
-    extra = {k: row[k] for k in ("dino_train_entropy", "dino_gen_score", "fd_dino", "fid",
-                                 "precision", "recall") if k in row}
+    extra = {k: row[k] for k in ("model_entropy", "dino_train_entropy", "dino_gen_score",
+                                 "fd_dino", "fid", "precision", "recall") if k in row}
     if extra:
       log.info("%s%s", prefix, " | ".join(f"{k} {v:.3g}" for k, v in extra.items()))
     meta = {"generation": g + 1, "phase": "train", "rows": meta["rows"] + [row]}

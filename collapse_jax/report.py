@@ -16,6 +16,7 @@ from collapse_jax.sharding import to_host  # noqa: E402
 
 PLOTS = {  # a plot is drawn when its metrics were measured (encoder weights given)
     "entropy": ("train_entropy", "pool_entropy", "selected_entropy"),
+    "model_entropy": ("model_entropy",),
     "gen_score": ("gen_score", "heldout_score"),
     "memorization": ("memorized_frac", "unique_copied"),
     "fd_real": ("fd_real",),
@@ -32,26 +33,56 @@ def _scale(images) -> int:
   return max(1, 64 // images.shape[1])
 
 
-def generation_pictures(train, pool, n_panel: int) -> tuple[np.ndarray, np.ndarray]:
-  """(64 samples, n_panel samples over their nearest training images) as host uint8.
+SCATTER_POINTS = 4000  # per set in a vector run's scatter plot
+
+
+def generation_pictures(train, pool, selected, n_panel: int) -> dict[str, np.ndarray]:
+  """Host arrays for a generation's pictures. Images: 64 samples, and n_panel samples over
+  their nearest training images. Vectors: (up to SCATTER_POINTS) rows of the training set,
+  the pool and the selected set.
 
   The search runs where the sets live (on the devices, for the loop's sets); only the
-  pictured images reach the host. Every process must call it; one writes the files.
+  pictured rows reach the host. Every process must call it; one writes the files.
   """
+  if pool.images.ndim == 2:
+    return {name: to_host(s.images[:SCATTER_POINTS])
+            for name, s in (("training set", train), ("pool", pool), ("selected", selected))}
   flat = lambda x: x.reshape(x.shape[0], -1).astype(np.float32)
   k = min(n_panel, len(pool))
   _, idx = knn(flat(pool.images[:k]), flat(train.images), 1)
   nearest = to_host(train.take(to_host(idx[:, 0])).images)
   head = to_host(pool.images[:max(64, k)])  # one fetch for both pictures
-  return head[:64], np.concatenate([head[:k], nearest])
+  return {"samples": head[:64], "nearest": np.concatenate([head[:k], nearest])}
 
 
-def write_generation(gen_dir: str, samples: np.ndarray, pair: np.ndarray) -> None:
-  """gen_dir/samples.png and nearest.png (samples over their nearest training image)."""
+def write_generation(gen_dir: str, pictures: dict[str, np.ndarray]) -> None:
+  """gen_dir/samples.png and nearest.png (samples over their nearest training image), or
+  for vector data gen_dir/scatter.png (the first two coordinates of each set)."""
   os.makedirs(gen_dir, exist_ok=True)
+  if "samples" not in pictures:
+    write_scatter(os.path.join(gen_dir, "scatter.png"), pictures)
+    return
+  samples, pair = pictures["samples"], pictures["nearest"]
   save_grid(from_uint8(samples), os.path.join(gen_dir, "samples.png"), scale=_scale(samples))
   save_grid(from_uint8(pair), os.path.join(gen_dir, "nearest.png"), ncol=len(pair) // 2,
             scale=_scale(samples))
+
+
+def write_scatter(path: str, sets: dict[str, np.ndarray]) -> None:
+  """The sets' points over the first two coordinates (the whole space when d = 2)."""
+  fig, ax = plt.subplots(figsize=(4.5, 4.5))
+  styles = {"training set": dict(s=14, c="0.55"), "pool": dict(s=5, c="tab:blue", alpha=0.5),
+            "selected": dict(s=16, facecolors="none", edgecolors="tab:red", linewidths=0.8)}
+  for name, rows in sets.items():
+    y = rows[:, 1] if rows.shape[1] > 1 else np.zeros(len(rows))
+    ax.scatter(rows[:, 0], y, label=f"{name} ({len(rows)})", **styles.get(name, {}))
+  dims = sets["pool"].shape[1]
+  ax.set_title("coordinates 1-2" + (f" of {dims}" if dims > 2 else ""), fontsize=9)
+  ax.set_aspect("equal", adjustable="datalim")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
 
 
 def plot_rows(rows_by_run: dict[str, list[dict]], out_dir: str) -> list[str]:
@@ -104,8 +135,9 @@ def plot_sources(rows: list[dict], out_dir: str) -> str:
   return "sources.png"
 
 
-TABLE_KEYS = ("generation", "train_entropy", "pool_entropy", "selected_entropy", "gen_score",
-              "heldout_score", "memorized_frac", "unique_copied", "fd_real", "pixel_variance",
+TABLE_KEYS = ("generation", "model_entropy", "train_entropy", "pool_entropy", "selected_entropy",
+              "gen_score", "heldout_score", "memorized_frac", "unique_copied", "fd_real",
+              "pixel_variance",
               "dino_train_entropy", "dino_pool_entropy", "dino_selected_entropy",
               "dino_gen_score", "dino_heldout_score", "dino_memorized_frac",
               "dino_unique_copied", "fd_dino", "fid", "precision", "recall")
@@ -122,8 +154,10 @@ def table(rows: list[dict], keys=TABLE_KEYS) -> str:
 
 def write_report(workdir: str, config, rows: list[dict]) -> None:
   """Plots across generations and workdir/report.md with the table, pictures and config."""
-  plots = plot_rows({os.path.basename(os.path.abspath(workdir)): rows}, workdir)
-  plots.append(plot_sources(rows, workdir))
+  plots = []
+  if config.loop.pictures:
+    plots = plot_rows({os.path.basename(os.path.abspath(workdir)): rows}, workdir)
+    plots.append(plot_sources(rows, workdir))
   lc = config.loop
   parts = [
       f"# Recursive run: {lc.paradigm}, selection {lc.selection}, "
@@ -132,10 +166,14 @@ def write_report(workdir: str, config, rows: list[dict]) -> None:
       *[f"![{p}]({p})" for p in plots], "",
       "## Samples (top) and nearest training images (bottom)", "",
   ]
-  for r in rows:
+  vector = os.path.exists(os.path.join(workdir, "gen_01", "scatter.png"))
+  if vector:
+    parts[-2] = "## Training set, pool and selected points"
+  for r in rows if config.loop.pictures else ():
     g = f"gen_{r['generation']:02d}"
-    parts += [f"### generation {r['generation']}", "",
-              f"![samples]({g}/samples.png) ![nearest]({g}/nearest.png)", ""]
+    pictures = (f"![scatter]({g}/scatter.png)" if vector
+                else f"![samples]({g}/samples.png) ![nearest]({g}/nearest.png)")
+    parts += [f"### generation {r['generation']}", "", pictures, ""]
   parts += ["## Config", "", "```json", json.dumps(json.loads(config.to_json()), indent=2),
             "```", ""]
   with open(os.path.join(workdir, "report.md"), "w") as f:

@@ -8,7 +8,6 @@ import jax
 import numpy as np
 
 from collapse_jax import config_lib
-from collapse_jax.data import load_dataset
 from collapse_jax.generate import generate
 from collapse_jax.images import save_grid
 from collapse_jax.models.unet import unet_from_config
@@ -18,23 +17,16 @@ from collapse_jax.training import fit, schedule_from_config
 log = logging.getLogger(__name__)
 
 
-def prepare_run(config, workdir: str, overwrite: bool):
-  """Validates the config against the data, claims the workdir; returns (dataset, shape)."""
-  config_lib.validate(config)
-  ds = load_dataset(config)
-  image_shape = tuple(ds.images.shape[1:])
-  config_lib.validate(config, image_shape)
-  config_lib.prepare_workdir(config, workdir, overwrite)
-  return ds, image_shape
-
-
 def train_and_evaluate(config, workdir: str, overwrite: bool = False) -> np.ndarray:
   """Trains on `config.data`, then samples `config.sample.num_images` images.
 
   Writes workdir/{config.json, train.jsonl, train.csv, samples.npz, samples.png} and
   returns the samples in [-1, 1]. A workdir of another config is refused unless `overwrite`.
   """
-  ds, image_shape = prepare_run(config, workdir, overwrite)
+  if config.model.kind != "unet":
+    raise ValueError(f"config.model.kind={config.model.kind!r}: scripts/train.py trains the "
+                     "UNet on images; run other kinds through scripts/recursive.py.")
+  ds, image_shape = config_lib.prepare_run(config, workdir, overwrite)
   mesh = make_mesh(config.mesh)
   model = unet_from_config(config.model, image_shape, ds.num_classes)
   rng = jax.random.key(config.seed)

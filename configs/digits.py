@@ -28,7 +28,7 @@ The schedule (T = 1000, linear betas), the epsilon loss, the optimizer family an
 selection algorithms are the paper's.
 """
 
-from collapse_jax.config_lib import apply_selection_variant, base_config
+from collapse_jax.config_lib import apply_selection_variant, apply_smoke, base_config
 
 
 def get_config(arg=None):
@@ -63,15 +63,9 @@ def get_config(arg=None):
   if "smoke" in variants:
     config.model.channels = (16, 16)
     config.model.attention_levels = (1,)
-    config.train.num_steps = 4
-    config.train.batch_size = 16
-    config.train.log_every = 2
-    config.train.checkpoint_every = 2
-    config.optim.warmup_steps = 2
-    config.sample.num_steps = 4
+    apply_smoke(config)
     config.sample.batch_size = 64
     config.sample.num_images = 16
-    config.loop.generations = 2
     config.loop.n_train = 64
     config.loop.gen_score_samples = 32
   return config

@@ -20,8 +20,8 @@ import os
 import sys
 
 from collapse_jax.comparison import write_comparison
+from collapse_jax.generators.diffusion import first_model_checkpoint
 from collapse_jax.launch import run_parallel
-from collapse_jax.loop import first_model_checkpoint
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recursive.py")
 

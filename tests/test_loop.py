@@ -162,7 +162,7 @@ def test_paper_configs_say_what_is_missing(tmp_path):
 
 
 def test_first_model_is_adopted_only_from_an_identical_setting(tmp_path):
-  from collapse_jax.loop import adopt_first_model
+  from collapse_jax.generators.diffusion import adopt_first_model
 
   source = digits.get_config("smoke")
   (tmp_path / "src" / "gen_01" / "model" / "checkpoints" / "4" / "state").mkdir(parents=True)

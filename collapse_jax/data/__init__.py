@@ -1,4 +1,5 @@
-"""Datasets as in-memory arrays in [-1, 1], NHWC, plus the grain batch pipeline."""
+"""Datasets as in-memory arrays (images in [-1, 1], NHWC; vectors (N, d)), plus the batch
+pipeline."""
 
 from collapse_jax.data.digits import load_digits
 from collapse_jax.data.pipeline import batch_at_step, make_batch_dataset

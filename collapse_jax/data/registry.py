@@ -15,18 +15,23 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from collapse_jax.data import sources
+from collapse_jax.data import sources, synthetic
 from collapse_jax.data.digits import load_digits
 from collapse_jax.images import from_uint8
 
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-  """Images in [-1, 1] (N, H, W, C) float32 and optional int labels (N,)."""
+  """Images in [-1, 1] (N, H, W, C) float32, or vectors (N, d) float32 as drawn, and
+  optional int labels (N,)."""
 
   images: np.ndarray
   labels: np.ndarray | None
   num_classes: int
+
+  @property
+  def is_image(self) -> bool:
+    return self.images.ndim == 4
 
 
 def read_source(source, resolution: int = 0, limit: int = 0, pad_to: int = 0,
@@ -100,12 +105,28 @@ def _local_images(config) -> Dataset:
   return Dataset(from_uint8(images), labels, num_classes)
 
 
+def _gaussian(config) -> Dataset:
+  d = config.data
+  points, _ = synthetic.gaussian(d.max_examples or synthetic.DEFAULT_SIZE, d.dim, d.scale,
+                                 d.decay, d.seed)
+  return Dataset(points, None, 0)
+
+
+def _mog(config) -> Dataset:
+  d = config.data
+  points, labels, _ = synthetic.mixture(d.max_examples or synthetic.DEFAULT_SIZE, d.dim,
+                                        d.components, d.spread, d.scale, d.seed)
+  return Dataset(points, labels, d.components)
+
+
 _LOADERS = {
     "digits": _digits,
     "mnist": _tfds("mnist", pad_to=32),  # 28x28 -> 32x32 so the UNet halves evenly
     "cifar10": _tfds("cifar10"),
     "ffhq": _local_images,
     "images": _local_images,
+    "gaussian": _gaussian,  # vector data (config.data.dim, ...), drawn from config.data.seed
+    "mog": _mog,
 }
 
 

@@ -10,8 +10,13 @@ from collapse_jax.sharding import to_host
 
 
 def entropy(features, mesh=None) -> float:
-  """KL entropy (k = 1); NaN for fewer than 2 points."""
-  return float("nan") if len(features) < 2 else kl_entropy(features, 1, mesh=mesh)
+  """KL entropy (k = 1); NaN for fewer than 2 points. A set whose rows do not divide over
+  the mesh's data axis (the loop warns: it is replicated) is searched on one device."""
+  if len(features) < 2:
+    return float("nan")
+  if mesh is not None and len(features) % mesh.shape["data"]:
+    mesh = None
+  return kl_entropy(features, 1, mesh=mesh)
 
 
 def nearest_train(generated, train) -> tuple[np.ndarray, np.ndarray]:
