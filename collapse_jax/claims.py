@@ -7,7 +7,9 @@ and a claim of "higher" holds when the 95% interval of that difference lies abov
 
 import math
 
-from collapse_jax import aggregate
+import numpy as np
+
+from collapse_jax import aggregate, theory
 from collapse_jax.verdict import Claim
 
 
@@ -114,8 +116,35 @@ def selection(cells) -> list[Claim]:
   return claims
 
 
+def wishart(cells) -> list[Claim]:
+  """The loop against collapse theory (model.kind=gaussian, replace, no selection): the
+  fitted Gaussian's entropy changes by the Wishart law each generation, and its mean takes
+  a random walk of variance tr(Sigma)/n per step; each holds when the law lies inside the
+  95% interval of the measured mean over all runs and generation steps."""
+  runs = [r for rs in cells.values() for r in rs if len(r) >= 2 and "model_entropy" in r[0]]
+  if not runs:
+    return []
+  claims = []
+  for n, d in sorted({(r[0]["train_size"], r[0]["pixel_dim"]) for r in runs}):
+    mine = [r for r in runs if (r[0]["train_size"], r[0]["pixel_dim"]) == (n, d)]
+    steps = aggregate.mean_ci(np.concatenate(
+        [np.diff([x["model_entropy"] for x in r]) for r in mine]).tolist())
+    law = theory.wishart_entropy_change(n, d)
+    claims.append(Claim(f"model_entropy changes by the Wishart law, {law:.4f} nats per "
+                        f"generation (n={n}, d={d})",
+                        f"{_ci(steps)} over {steps.n} steps of {len(mine)} runs",
+                        steps.lo <= law <= steps.hi))
+    walk = aggregate.mean_ci(np.concatenate(
+        [np.diff([x["model_mean_sq"] for x in r]) * n / np.array(
+            [x["model_trace"] for x in r[:-1]]) for r in mine]).tolist())
+    claims.append(Claim("the fitted mean walks with step variance tr(Sigma)/n "
+                        "(E[d|mu|^2] n / tr(Sigma) = 1)",
+                        f"{_ci(walk)} over {walk.n} steps", walk.lo <= 1 <= walk.hi))
+  return claims
+
+
 CHECKERS = {"section3": section3, "reservoir": reservoir, "accumulate": accumulate,
-            "selection": selection}
+            "selection": selection, "wishart": wishart}
 
 
 def check(name: str, cells) -> list[Claim]:

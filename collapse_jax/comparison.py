@@ -24,9 +24,19 @@ def load_run(run: str) -> tuple[list[dict], dict]:
     return read_jsonl(path), json.load(f)
 
 
+TRAINED = ("unet", "mlp")  # model kinds that learn; the closed forms are reference limits
+
+
+def is_reference(config: dict) -> bool:
+  """A closed-form generator's run (e.g. the memorizer): drawn beside, never judged."""
+  return config.get("model", {}).get("kind", "unet") not in TRAINED
+
+
 def claims(runs: dict[str, tuple[list[dict], dict]]) -> list[verdict.Claim]:
   """Collapse claims on the vanilla run (no selection), remedy claims on every run that
-  selects from a pool under the same paradigm and N; none without exactly one vanilla."""
+  selects from a pool under the same paradigm and N; none without exactly one vanilla.
+  Reference runs (closed-form generators) take no part."""
+  runs = {n: r for n, r in runs.items() if not is_reference(r[1])}
   vanilla = [n for n, (_, c) in runs.items() if c["loop"]["selection"] == "none"]
   if len(vanilla) != 1:
     return []
@@ -63,12 +73,20 @@ def write_comparison(run_dirs: list[str], out: str) -> str:
   """Writes out/compare.md (verdict first), its plots and samples_first_last.png."""
   runs = {os.path.basename(os.path.abspath(r)): load_run(r) for r in run_dirs}
   os.makedirs(out, exist_ok=True)
-  plots = plot_rows({n: rows for n, (rows, _) in runs.items()}, out)
+  references = {n for n, (_, c) in runs.items() if is_reference(c)}
+  plots = plot_rows({n: rows for n, (rows, _) in runs.items()}, out, references)
   lines = ["# Comparison", "", "## Verdict", "", verdict.markdown(claims(runs)), ""]
-  vanilla = [rows for rows, c in runs.values() if c["loop"]["selection"] == "none"]
+  vanilla = [rows for rows, c in runs.values()
+             if c["loop"]["selection"] == "none" and not is_reference(c)]
   context = verdict.copy_test_context(vanilla[0]) if len(vanilla) == 1 else None
   if context:
     lines += [f"Vanilla: {context}", ""]
+  for name in sorted(references):
+    kind = runs[name][1]["model"]["kind"]
+    lines += [f"`{name}` is a reference, not judged: the same loop with model.kind={kind!r}"
+              + (" (the training set's exact optimal denoiser: the memorization limit, whose "
+                 "samples are copies)" if kind == "memorizer" else "")
+              + "; dashed in the plots.", ""]
   if first_last_samples(dict(zip(runs, run_dirs, strict=True)),
                         os.path.join(out, "samples_first_last.png")):
     lines += ["![samples](samples_first_last.png)", ""]

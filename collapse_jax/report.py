@@ -85,18 +85,30 @@ def write_scatter(path: str, sets: dict[str, np.ndarray]) -> None:
   plt.close(fig)
 
 
-def plot_rows(rows_by_run: dict[str, list[dict]], out_dir: str) -> list[str]:
-  """One PNG per measure with a line per (run, metric); returns the file names."""
+def plot_rows(rows_by_run: dict[str, list[dict]], out_dir: str,
+              references=frozenset()) -> list[str]:
+  """One PNG per measure with a line per (run, metric); returns the file names. Runs named
+  in `references` (limits such as the memorizer) are dashed, and the axis keeps the other
+  runs' range readable: a reference far outside it runs off the plot."""
   names = []
   for plot, keys in PLOTS.items():
     if not any(key in r for rows in rows_by_run.values() for r in rows for key in keys):
       continue
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for run, rows in rows_by_run.items():
+    main = [run for run in rows_by_run if run not in references]
+    for i, run in enumerate(main + [r for r in rows_by_run if r in references]):
+      rows = rows_by_run[run]
+      if i == len(main) and main:
+        lo, hi = ax.get_ylim()
       gens = [r["generation"] for r in rows]
       for key in (k for k in keys if rows and k in rows[0]):
         label = key if len(rows_by_run) == 1 else f"{run}: {key}"
-        ax.plot(gens, [r[key] for r in rows], marker="o", label=label)
+        ax.plot(gens, [r[key] for r in rows], marker="o", label=label,
+                linestyle="--" if run in references else "-")
+    if main and len(main) < len(rows_by_run):
+      span = hi - lo
+      ref_lo, ref_hi = ax.get_ylim()
+      ax.set_ylim(max(ref_lo, lo - span), min(ref_hi, hi + span))
     names.append(save_by_generation(fig, ax, plot, out_dir, f"{plot}.png"))
   return names
 

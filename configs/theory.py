@@ -71,6 +71,10 @@ def get_config(arg=None):
     config.train.ema_decay = 0.999
     config.train.log_every = 500
     config.train.checkpoint_every = 1500
+    # Deterministic DDIM threw ~0.5% of samples far out (|x| up to ~40) where the MLP's
+    # high-noise epsilon is off; the stochastic sampler corrects them (FD to the real set,
+    # 2,000 samples of one trained model: 0.41 at eta 0, 0.014 at eta 1).
+    config.sample.eta = 1.0
   apply_selection_variant(config, variants)
   if "smoke" in variants:
     apply_smoke(config)

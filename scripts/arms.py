@@ -12,6 +12,10 @@ same command resumes killed runs and skips finished ones.
 Generation 1 trains on the real set, identically in every arm: the first arm trains it
 alone (on all the cores), the others start once it is saved and adopt it
 (`config.loop.first_model_from`), then all run side by side.
+
+`--limit` adds the arm `memorizer`: the same loop with the training set's exact optimal
+denoiser in place of the trained model (`model.kind=memorizer`, seconds): the memorization
+limit, drawn beside the trained arms in compare.md.
 """
 
 import argparse
@@ -41,18 +45,24 @@ def main():
   parser.add_argument("--config", required=True, help="config file[:variants]")
   parser.add_argument("--arms", default="vanilla,greedy,threshold")
   parser.add_argument("--workdir", required=True)
+  parser.add_argument("--limit", action="store_true",
+                      help="add the memorizer arm (the memorization limit) to the comparison")
   args, overrides = parser.parse_known_args()
-  workdirs = {arm: os.path.join(args.workdir, arm) for arm in args.arms.split(",")}
+  arms = args.arms.split(",") + (["memorizer"] if args.limit else [])
+  workdirs = {arm: os.path.join(args.workdir, arm) for arm in arms}
   first = next(iter(workdirs.values()))
   jobs = {}
   for arm, workdir in workdirs.items():
     config = args.config
-    if arm != "vanilla":
+    if arm not in ("vanilla", "memorizer"):
       config += f",{arm}" if ":" in config else f":{arm}"
     jobs[arm] = [sys.executable, SCRIPT, "--config", config, "--workdir", workdir, *overrides]
-    if workdir != first:  # the first arm's generation-1 model is the same for every arm
+    if arm == "memorizer":
+      jobs[arm].append("--config.model.kind=memorizer")
+    elif workdir != first:  # the first arm's generation-1 model is the same for every arm
       jobs[arm].append(f"--config.loop.first_model_from={os.path.abspath(first)}")
-  wait = {arm: lambda: first_model_ready(first) for arm in list(workdirs)[1:]}
+  wait = {arm: lambda: first_model_ready(first) for arm in list(workdirs)[1:]
+          if arm != "memorizer"}
   try:
     run_parallel(jobs, os.path.join(args.workdir, "logs"), wait_for=wait)
   except RuntimeError as e:

@@ -58,3 +58,37 @@ def test_paired_differences_decide_accumulate_and_selection():
   got = claims.selection(sel)
   assert [c.holds for c in got] == [True, True, False, False]
   assert got[0].text == "greedy keeps the training-set entropy above vanilla"
+
+
+def _gaussian_chains(num, n, d, g, rng, shift=0.0):
+  """Rows of `num` NumPy replace chains of the fitted Gaussian (entropy + shift per step)."""
+  runs = []
+  for s in range(num):
+    x, rows = rng.normal(size=(n, d)), []
+    for gen in range(g):
+      mu, cov = x.mean(0), np.cov(x.T, bias=True)
+      rows.append({"generation": gen + 1, "seed": s, "train_size": n, "pixel_dim": d,
+                   "model_entropy": stats.multivariate_normal(mu, cov).entropy() + shift * gen,
+                   "model_mean_sq": mu @ mu, "model_trace": np.trace(cov)})
+      x = rng.multivariate_normal(mu, cov, size=n)
+    runs.append(rows)
+  return {(("loop.n_train", str(n)),): runs}
+
+
+def test_wishart_claim_is_the_law_inside_the_interval():
+  rng = np.random.default_rng()
+  cells = _gaussian_chains(30, 12, 2, 6, rng)
+  runs = cells[(("loop.n_train", "12"),)]
+  steps = np.concatenate([np.diff([r["model_entropy"] for r in rows]) for rows in runs])
+  lo, hi = stats.t.interval(0.95, steps.size - 1, loc=steps.mean(), scale=stats.sem(steps))
+  got = claims.wishart(cells)
+  assert f"[{lo:.4g}, {hi:.4g}]" in got[0].measured and "over 150 steps" in got[0].measured
+  from collapse_jax.theory import wishart_entropy_change
+
+  assert got[0].holds == (lo <= wishart_entropy_change(12, 2) <= hi)
+  walk = np.concatenate([np.diff([r["model_mean_sq"] for r in rows]) * 12
+                         / np.array([r["model_trace"] for r in rows[:-1]]) for rows in runs])
+  lo, hi = stats.t.interval(0.95, walk.size - 1, loc=walk.mean(), scale=stats.sem(walk))
+  assert got[1].holds == (lo <= 1 <= hi) and f"[{lo:.4g}, {hi:.4g}]" in got[1].measured
+  # an entropy that falls 1 nat per generation more than the law: does not hold
+  assert not claims.wishart(_gaussian_chains(30, 12, 2, 6, rng, shift=-1.0))[0].holds

@@ -51,10 +51,12 @@ def test_no_verdict_without_exactly_one_vanilla_run(tmp_path):
 
 
 def test_arms_script_runs_the_arms_side_by_side_and_compares(tmp_path):
-  """scripts/arms.py, the body of `make run`, on the smoke config (two arms, seconds)."""
+  """scripts/arms.py, the body of `make run`, on the smoke config (two arms, seconds), with
+  the memorization limit drawn beside them (--limit)."""
   out = subprocess.run([sys.executable, os.path.join(REPO, "scripts/arms.py"), "--config",
                         os.path.join(REPO, "configs/digits.py:smoke"), "--arms",
-                        "vanilla,greedy", "--workdir", str(tmp_path), "--config.seed=3"],
+                        "vanilla,greedy", "--workdir", str(tmp_path), "--config.seed=3",
+                        "--limit"],
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
   assert "[greedy]" in out.stdout and "[vanilla]" in out.stdout
@@ -67,3 +69,7 @@ def test_arms_script_runs_the_arms_side_by_side_and_compares(tmp_path):
     assert config["seed"] == 3 and config["loop"]["selection"] == selection
   text = (tmp_path / "compare.md").read_text()
   assert "## Verdict" in text and "greedy keeps train_entropy" in text
+  limit = json.loads((tmp_path / "memorizer" / "config.json").read_text())
+  assert limit["model"]["kind"] == "memorizer" and limit["loop"]["selection"] == "none"
+  assert "`memorizer` is a reference, not judged" in text and "## memorizer" in text
+  assert "memorizer keeps" not in text  # the limit is drawn, never judged

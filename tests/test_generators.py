@@ -108,7 +108,8 @@ def test_memorizer_copies_training_rows_and_greedy_keeps_every_distinct_copy(dev
 def test_kde_draws_a_row_plus_bandwidth_noise():
   mesh = make_mesh()
   rng = np.random.default_rng()
-  rows = rng.normal(size=(16, 2)) * 10  # far apart: each sample's source row is its nearest
+  grid = np.stack(np.meshgrid(np.arange(4), np.arange(4)), -1).reshape(16, 2)
+  rows = 10.0 * grid + rng.uniform(-1, 1, size=(16, 2))  # >= 8 apart: the nearest is the source
   gen = make("kde", (2,), mesh, bandwidth=0.25)
   fitted = gen.fit(vector_set(rows, mesh), jax.random.key(0), generation=1, workdir="")
   s = to_host(gen.sample(fitted, jax.random.key(int(rng.integers(1 << 30))), 32_000))
