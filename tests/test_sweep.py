@@ -3,8 +3,10 @@
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -29,32 +31,62 @@ def test_grid_expands_to_named_runs_with_their_overrides(tmp_path):
     sweep.write_spec(str(tmp_path), "c.py", axes, [0, 1], [])
 
 
+def _argv(tmp_path, *extra):
+  return [sys.executable, os.path.join(REPO, "scripts/sweep.py"), "--config",
+          os.path.join(REPO, "configs/digits.py:smoke"), "--workdir", str(tmp_path),
+          "--grid", "loop.selection=none,random", "--seeds", "1",
+          "--config.loop.pool_factor=2", *extra]
+
+
 def _sweep(tmp_path, *extra):
-  return subprocess.run(
-      [sys.executable, os.path.join(REPO, "scripts/sweep.py"), "--config",
-       os.path.join(REPO, "configs/digits.py:smoke"), "--workdir", str(tmp_path),
-       "--grid", "loop.selection=none,random", "--seeds", "1",
-       "--config.loop.pool_factor=2", "--config.loop.generations=1", *extra],
-      capture_output=True, text=True, timeout=900)
+  return subprocess.run(_argv(tmp_path, *extra), capture_output=True, text=True, timeout=900)
 
 
-def test_sweep_runs_resumes_lists_and_aggregates(tmp_path):
-  out = _sweep(tmp_path, "--jobs", "2")
-  assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-  assert "0 of 2 runs finished; running 2, 2 at a time" in out.stdout
+def _generations(run) -> list[int]:
+  path = os.path.join(run, "metrics.jsonl")
+  return [json.loads(line)["generation"] for line in open(path)] if os.path.exists(path) else []
+
+
+def test_sweep_killed_mid_run_resumes_and_listed_runs_in_any_order_agree(tmp_path):
+  """Kill the sweep while its second run is half done: re-running redoes no finished run
+  and resumes the killed one; the --list commands run by hand in reverse order give the
+  same sweep.md."""
+  a, b = tmp_path / "a", tmp_path / "b"
   names = [os.path.join(f"loop.selection={s}", "seed=0") for s in ("none", "random")]
+  proc = subprocess.Popen(_argv(a, "--jobs", "1"), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  deadline = time.time() + 600
+  while _generations(a / names[1]) != [1] and time.time() < deadline:  # gen 1 of 2 written
+    assert proc.poll() is None, "the sweep ended before it could be killed"
+    time.sleep(0.1)
+  proc.send_signal(signal.SIGKILL)  # the launcher; its job dies with it (PR_SET_PDEATHSIG)
+  proc.wait()
+  assert sweep.finished(str(a / names[0])) and not sweep.finished(str(a / names[1]))
+  first = (a / names[0] / "metrics.jsonl").read_bytes()
+  stamp = os.stat(a / names[0] / "metrics.jsonl").st_mtime_ns
+  out = _sweep(a, "--jobs", "2")
+  assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+  assert "1 of 2 runs finished; running 1, 2 at a time" in out.stdout
+  assert "resuming at generation 2/2" in out.stdout
+  assert (a / names[0] / "metrics.jsonl").read_bytes() == first  # not redone
+  assert os.stat(a / names[0] / "metrics.jsonl").st_mtime_ns == stamp
+  assert _generations(a / names[1]) == [1, 2]
   for name in names:
-    assert sweep.finished(str(tmp_path / name))
-    config = json.loads((tmp_path / name / "config.json").read_text())
+    config = json.loads((a / name / "config.json").read_text())
     assert config["loop"]["pool_factor"] == 2
-  again = _sweep(tmp_path)
-  assert "2 of 2 runs finished; running 0" in again.stdout
-  listed = _sweep(tmp_path, "--list").stdout.strip().splitlines()
+  assert "2 of 2 runs finished; running 0" in _sweep(a).stdout
+
+  listed = _sweep(b, "--list").stdout.strip().splitlines()
   assert [shlex.split(c)[shlex.split(c).index("--workdir") + 1] for c in listed] == \
-      [str(tmp_path / n) for n in names]
-  text = (tmp_path / "sweep.md").read_text()
-  runs = [[json.loads(line) for line in open(tmp_path / n / "metrics.jsonl")] for n in names]
-  x, y = aggregate.entropy_score_pairs(runs)  # r itself is tested in test_aggregate
-  assert len(x) == 2 and f"over {len(x)} (run, generation) pairs: **nan**" in text  # < 3
-  assert (tmp_path / "sweep_train_entropy.png").exists()
-  assert (tmp_path / "sweep_entropy_vs_score.png").exists()
+      [str(b / n) for n in names]
+  for command in reversed(listed):  # a scheduler's order, not the sweep's
+    done = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+  assert _sweep(b, "--aggregate").returncode == 0
+  assert (b / "sweep.md").read_text() == (a / "sweep.md").read_text()
+  runs = [[json.loads(line) for line in open(a / n / "metrics.jsonl")] for n in names]
+  x, _ = aggregate.entropy_score_pairs(runs)  # r itself is tested in test_aggregate
+  text = (a / "sweep.md").read_text()
+  assert len(x) == 4 and f"over {len(x)} (run, generation) pairs: **" in text
+  assert (a / "sweep_train_entropy.png").exists()
+  assert (a / "sweep_entropy_vs_score.png").exists()
