@@ -6,7 +6,9 @@ scheduler can launch the `--list` command lines in any order, and the aggregate 
 whatever has finished. `sweep.json` in the sweep directory records the spec.
 """
 
+import ast
 import dataclasses
+import importlib.util
 import itertools
 import json
 import os
@@ -52,6 +54,36 @@ def command(run: Run, config: str, sweep_dir: str, extra: list[str],
   return [sys.executable, script, "--config", config, "--workdir",
           os.path.join(sweep_dir, run.name), *extra,
           *[f"--config.{k}={v}" for k, v in run.cell], f"--config.seed={run.seed}"]
+
+
+def load_config(config: str):
+  """`path/to/config.py[:variants]` -> its get_config(variants), as config_flags loads it."""
+  path, _, arg = config.partition(":")
+  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+def apply_overrides(config, overrides: list[str]) -> None:
+  """Sets `--config.a.b=value` flags on a loaded config in-process (a run's command line
+  without a process), each value parsed as the field's current type."""
+  for flag in overrides:
+    key, sep, text = flag.removeprefix("--config.").partition("=")
+    if not flag.startswith("--config.") or not sep:
+      raise ValueError(f"{flag!r}: write overrides as --config.field=value.")
+    *parents, name = key.split(".")
+    node = config
+    for part in parents:
+      node = node[part]
+    old = node[name]
+    if isinstance(old, bool):
+      value = text.lower() in ("1", "true", "yes")
+    elif isinstance(old, int | float | tuple | list):
+      value = type(old)(ast.literal_eval(text))
+    else:
+      value = text
+    node[name] = value
 
 
 def finished(workdir: str) -> bool:
