@@ -76,8 +76,8 @@ def write_comparison(run_dirs: list[str], out: str) -> str:
   references = {n for n, (_, c) in runs.items() if is_reference(c)}
   plots = plot_rows({n: rows for n, (rows, _) in runs.items()}, out, references)
   lines = ["# Comparison", "", "## Verdict", "", verdict.markdown(claims(runs)), ""]
-  vanilla = [rows for rows, c in runs.values()
-             if c["loop"]["selection"] == "none" and not is_reference(c)]
+  vanilla = [rows for n, (rows, c) in runs.items()
+             if c["loop"]["selection"] == "none" and n not in references]
   context = verdict.copy_test_context(vanilla[0]) if len(vanilla) == 1 else None
   if context:
     lines += [f"Vanilla: {context}", ""]

@@ -56,13 +56,18 @@ def command(run: Run, config: str, sweep_dir: str, extra: list[str],
           *[f"--config.{k}={v}" for k, v in run.cell], f"--config.seed={run.seed}"]
 
 
-def load_config(config: str):
-  """`path/to/config.py[:variants]` -> its get_config(variants), as config_flags loads it."""
-  path, _, arg = config.partition(":")
+def load_module(path: str):
+  """A Python file (a config, configs/claims.py) loaded as a module, by path."""
   spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+  return module
+
+
+def load_config(config: str):
+  """`path/to/config.py[:variants]` -> its get_config(variants), as config_flags loads it."""
+  path, _, arg = config.partition(":")
+  return load_module(path).get_config(arg or None)
 
 
 def apply_overrides(config, overrides: list[str]) -> None:

@@ -15,7 +15,6 @@ pinned to its share of the cores.
 """
 
 import argparse
-import importlib.util
 import os
 import shlex
 
@@ -27,11 +26,7 @@ SCRIPT = os.path.join(REPO, "scripts", "recursive.py")
 
 
 def claim_specs() -> dict:
-  spec = importlib.util.spec_from_file_location("claims", os.path.join(REPO, "configs",
-                                                                       "claims.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.CLAIMS
+  return sweep.load_module(os.path.join(REPO, "configs", "claims.py")).CLAIMS
 
 
 def main():

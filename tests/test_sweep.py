@@ -1,6 +1,5 @@
 """Sweeps: grid expansion, resumable runs side by side, and the aggregate over seeds."""
 
-import importlib.util
 import json
 import os
 import shlex
@@ -94,11 +93,7 @@ def test_sweep_killed_mid_run_resumes_and_listed_runs_in_any_order_agree(tmp_pat
 
 
 def _claims():
-  spec = importlib.util.spec_from_file_location("claims_cfg", os.path.join(REPO, "configs",
-                                                                          "claims.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.CLAIMS
+  return sweep.load_module(os.path.join(REPO, "configs", "claims.py")).CLAIMS
 
 
 @pytest.mark.parametrize("name", sorted(_claims()))

@@ -16,16 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from collapse_jax.generators.base import Fitted, flat, to_model, to_stored
+from collapse_jax.metrics.collapse import gaussian_stats
 from collapse_jax.paradigms import ImageSet
-from collapse_jax.sharding import put_replicated, rows_sharding, to_host
-
-
-@jax.jit
-def mle_moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Mean and maximum-likelihood (divide by n) covariance of the rows, centred first."""
-  mu = jnp.mean(x, axis=0)
-  xc = x - mu
-  return mu, jnp.matmul(xc.T, xc, precision=jax.lax.Precision.HIGHEST) / x.shape[0]
+from collapse_jax.sharding import put_replicated, rows_sharding
 
 
 def gaussian_entropy(cov: np.ndarray) -> float:
@@ -58,7 +51,8 @@ class Gaussian:
   def fit(self, data: ImageSet, key, *, generation: int, workdir: str,
           log_prefix: str = "") -> Fitted:
     del key, generation, workdir, log_prefix
-    mu, cov = (to_host(a).astype(np.float64) for a in mle_moments(flat(to_model(data.images))))
+    mu, cov = gaussian_stats(flat(to_model(data.images)))  # unbiased: to MLE below
+    cov *= (len(data) - 1) / len(data)
     w, v = np.linalg.eigh(cov)
     factor = v * np.sqrt(np.clip(w, 0, None))  # factor @ factor.T = Sigma, also when singular
     state = (put_replicated(mu.astype(np.float32), self.mesh),

@@ -21,6 +21,7 @@ from collapse_jax.generators.base import Fitted, flat, to_model
 from collapse_jax.generators.diffusion import sample_denoiser
 from collapse_jax.paradigms import ImageSet
 from collapse_jax.sharding import put_replicated, replicated
+from collapse_jax.training import schedule_from_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +62,7 @@ class Memorizer:
     self.denoiser = OptimalDenoiser(d.num_steps, d.beta_start, d.beta_end, classes)
     self.conditional = bool(classes)
     self.config, self.mesh, self.shape = config, mesh, tuple(data_shape)
-    self.schedule = linear_schedule(d.num_steps, d.beta_start, d.beta_end)
+    self.schedule = schedule_from_config(config)
 
   def fit(self, data: ImageSet, key, *, generation: int, workdir: str,
           log_prefix: str = "") -> Fitted:
