@@ -31,27 +31,46 @@ def _ci(e: aggregate.Estimate) -> str:
   return f"{e.mean:.4g} [{e.lo:.4g}, {e.hi:.4g}]"
 
 
-def _seed_diff(a: list[list[dict]], b: list[list[dict]], key: str) -> aggregate.Estimate:
-  """Mean and interval over seeds of a's last-generation `key` minus b's (paired by seed)."""
+def _paired(a: list[list[dict]], b: list[list[dict]], value) -> aggregate.Estimate:
+  """Mean and interval over seeds of value(a's run) - value(b's run), paired by seed."""
   seeds_a = {r[0]["seed"]: r for r in a if r}
   seeds_b = {r[0]["seed"]: r for r in b if r}
   common = sorted(seeds_a.keys() & seeds_b.keys())
-  return aggregate.mean_ci([_last(seeds_a[s], key) - _last(seeds_b[s], key) for s in common])
+  return aggregate.mean_ci([value(seeds_a[s]) - value(seeds_b[s]) for s in common])
+
+
+def _seed_diff(a: list[list[dict]], b: list[list[dict]], key: str) -> aggregate.Estimate:
+  """Mean and interval over seeds of a's last-generation `key` minus b's (paired by seed)."""
+  return _paired(a, b, lambda rows: _last(rows, key))
+
+
+def _rising(by_value: dict, value, label: str) -> tuple[str, bool]:
+  """Whether value(run) rises from each grid value to the next: every paired step's
+  interval above 0. Returns the steps' text and the verdict."""
+  keys = list(by_value)
+  steps = [(lo, hi, _paired(by_value[hi], by_value[lo], value))
+           for lo, hi in zip(keys, keys[1:], strict=False)]
+  text = "; ".join(f"{label}={hi:g} - {label}={lo:g}: {_ci(e)}" for lo, hi, e in steps)
+  return text, all(e.lo > 0 for _, _, e in steps)
 
 
 def section3(cells) -> list[Claim]:
   """Shi et al. section 3: smaller N collapses faster; r(entropy, log score) is high."""
   claims = []
-  by_n = {int(n): runs for n, runs in _by(cells, "loop.n_train").items()}
-  ratios = {n: aggregate.mean_ci([_last(r, "gen_score") / r[0]["gen_score"] for r in runs
-                                  if r and r[0].get("gen_score")])
-            for n, runs in sorted(by_n.items())}
-  if len(ratios) >= 2:
-    means = [e.mean for e in ratios.values()]
+  by_n = {int(n): runs for n, runs in sorted(_by(cells, "loop.n_train").items(),
+                                             key=lambda item: int(item[0]))}
+
+  def ratio(rows):
+    return _last(rows, "gen_score") / rows[0]["gen_score"] if rows[0].get("gen_score") \
+        else math.nan
+
+  if len(by_n) >= 2:
+    ratios = {n: aggregate.mean_ci([ratio(r) for r in runs if r]) for n, runs in by_n.items()}
+    steps, holds = _rising(by_n, ratio, "N")
     claims.append(Claim(
         "the generalization score falls faster for smaller N (last / first, rising with N)",
-        "; ".join(f"N={n}: {_ci(e)}" for n, e in ratios.items()),
-        all(a < b for a, b in zip(means, means[1:], strict=False))))
+        "; ".join(f"N={n}: {_ci(e)}" for n, e in ratios.items()) + f"; paired steps {steps}",
+        holds))
   x, y = aggregate.entropy_score_pairs([r for runs in cells.values() for r in runs])
   r = aggregate.pearson_bootstrap(x, y)
   if r.n >= 3:
@@ -60,30 +79,36 @@ def section3(cells) -> list[Claim]:
   return claims
 
 
+def _last_step(rows: list[dict]) -> float:
+  """The training-set entropy's change over the last generation."""
+  return rows[-1]["train_entropy"] - rows[-2]["train_entropy"] if len(rows) >= 2 else math.nan
+
+
 def reservoir(cells) -> list[Claim]:
   """ERBP: fresh real data (lambda) puts a floor under the entropy that rises with lambda;
   lambda = 0 keeps falling."""
   by_l = {float(v): runs for v, runs in _by(cells, "loop.fresh_fraction").items()}
   if len(by_l) < 2:
     return []
+  by_l = dict(sorted(by_l.items()))
   floors = {lam: aggregate.mean_ci([_last(r, "train_entropy") for r in runs])
-            for lam, runs in sorted(by_l.items())}
-  means = [e.mean for e in floors.values()]
+            for lam, runs in by_l.items()}
+  rises, holds = _rising(by_l, lambda rows: _last(rows, "train_entropy"), "lambda")
   claims = [Claim("the last generation's training-set entropy rises with lambda",
-                  "; ".join(f"lambda={lam:g}: {_ci(e)}" for lam, e in floors.items()),
-                  all(a < b for a, b in zip(means, means[1:], strict=False)))]
-  steps = {lam: aggregate.mean_ci([r[-1]["train_entropy"] - r[-2]["train_entropy"]
-                                   for r in runs if len(r) >= 2])
-           for lam, runs in sorted(by_l.items())}
+                  "; ".join(f"lambda={lam:g}: {_ci(e)}" for lam, e in floors.items())
+                  + f"; paired steps {rises}", holds)]
+  steps = {lam: aggregate.mean_ci([_last_step(r) for r in runs if len(r) >= 2])
+           for lam, runs in by_l.items()}
   if 0.0 in steps and not math.isnan(steps[0.0].hi):
     claims.append(Claim("with lambda = 0 the entropy still falls at the last step",
                         f"last step {_ci(steps[0.0])}", steps[0.0].hi < 0))
   top = max(steps)
   if top > 0 and 0.0 in steps:
-    claims.append(Claim(f"with lambda = {top:g} the entropy levels off (its last step "
-                        "changes less than lambda = 0's)",
-                        f"{_ci(steps[top])} vs {_ci(steps[0.0])}",
-                        abs(steps[top].mean) < abs(steps[0.0].mean)))
+    d = _paired(by_l[top], by_l[0.0], _last_step)
+    claims.append(Claim(f"with lambda = {top:g} the entropy levels off (its last step is "
+                        "above lambda = 0's, paired by seed)",
+                        f"{_ci(steps[top])} vs {_ci(steps[0.0])}; difference {_ci(d)}",
+                        d.lo > 0))
   return claims
 
 
@@ -102,17 +127,20 @@ def accumulate(cells) -> list[Claim]:
 
 
 def selection(cells) -> list[Claim]:
-  """Shi et al.: greedy and threshold keep the entropy above vanilla and above random
-  selection from the same 2N pool (random separates "more candidates" from "entropy")."""
+  """Shi et al.: greedy and threshold keep the entropy and the generalization score above
+  vanilla and above random selection from the same 2N pool (random separates "more
+  candidates" from "entropy")."""
   by_s = _by(cells, "loop.selection")
   claims = []
   for remedy in ("greedy", "threshold"):
-    for base in ("none", "random"):
-      if remedy in by_s and base in by_s:
-        d = _seed_diff(by_s[remedy], by_s[base], "train_entropy")
-        name = "vanilla" if base == "none" else "random selection"
-        claims.append(Claim(f"{remedy} keeps the training-set entropy above {name}",
-                            f"{remedy} - {name}: {_ci(d)}", d.lo > 0))
+    for key, what in (("train_entropy", "training-set entropy"),
+                      ("gen_score", "generalization score")):
+      for base in ("none", "random"):
+        if remedy in by_s and base in by_s:
+          d = _seed_diff(by_s[remedy], by_s[base], key)
+          name = "vanilla" if base == "none" else "random selection"
+          claims.append(Claim(f"{remedy} keeps the {what} above {name}",
+                              f"{remedy} - {name}: {_ci(d)}", d.lo > 0))
   return claims
 
 

@@ -207,6 +207,37 @@ def split_real(ds, lc, seed: int, conditional: bool, mesh) -> tuple[ImageSet, Im
   return image_set(parts[0]), image_set(parts[1])
 
 
+def fit_and_sample(generator, current: ImageSet, key, pool_size: int, num_classes: int, *,
+                   generation: int, workdir: str, prefix: str) -> tuple[ImageSet, dict]:
+  """A generation's first phase: fit the generator to the training set, then sample the
+  candidate pool (labels cycling over the classes for a conditional model). Returns the
+  pool and the phase's timings and the generator's own metrics, for the row."""
+  train_key, sample_key = jax.random.split(key)
+  t0 = time.perf_counter()
+  fitted = generator.fit(current, train_key, generation=generation, workdir=workdir,
+                         log_prefix=prefix + "train ")
+  t1 = time.perf_counter()
+  labels = (np.arange(pool_size, dtype=np.int32) % num_classes if generator.conditional
+            else None)
+  log.info("%sgenerating %d samples", prefix, pool_size)
+  pool = ImageSet(generator.sample(fitted, sample_key, pool_size, labels), labels,
+                  np.full(pool_size, generation, np.int32))
+  t2 = time.perf_counter()
+  log.info("%s%d samples in %.1fs (%.0f samples/s)", prefix, pool_size, t2 - t1,
+           pool_size / (t2 - t1))
+  return pool, {"train_s": t1 - t0, "generate_s": t2 - t1, "model_metrics": fitted.metrics}
+
+
+def _log_row(prefix: str, row: dict) -> None:
+  log.info("%sentropy train %.1f pool %.1f selected %.1f | gen score %.1f | FD %.1f", prefix,
+           row["train_entropy"], row["pool_entropy"], row["selected_entropy"],
+           row["gen_score"], row["fd_real"])
+  extra = {k: row[k] for k in ("model_entropy", "dino_train_entropy", "dino_gen_score",
+                               "fd_dino", "fid", "precision", "recall") if k in row}
+  if extra:
+    log.info("%s%s", prefix, " | ".join(f"{k} {v:.3g}" for k, v in extra.items()))
+
+
 # A generation's fit and sampling that took less than this are redone after a kill rather
 # than checkpointed (closed-form generators: a save costs more than they do).
 REDO_CHEAPER_S = 2.0
@@ -219,10 +250,9 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
   ds, data_shape = config_lib.prepare_run(config, workdir, overwrite)
   mesh = make_mesh(config.mesh)
   generator = make_generator(config, data_shape, ds.num_classes, mesh)
-  conditional = generator.conditional
 
   # Every set of the loop lives on the mesh, split by rows; only indices visit the host.
-  real, heldout = split_real(ds, lc, config.seed, conditional, mesh)
+  real, heldout = split_real(ds, lc, config.seed, generator.conditional, mesh)
   n = len(real)
   embed = Embedder.from_config(config, mesh, os.path.join(workdir, "features"))
   real_stats = real_statistics(real, heldout, embed, lc)
@@ -258,26 +288,15 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
     g = meta["generation"]
     gen_dir = os.path.join(workdir, f"gen_{g + 1:02d}")
     key = jax.random.fold_in(jax.random.key(config.seed), g)
-    train_key, sample_key = jax.random.split(key)
     prefix = f"[gen {g + 1}/{G}] "
     if meta["phase"] == "train":
-      t0 = time.perf_counter()
-      fitted = generator.fit(current, train_key, generation=g + 1, workdir=workdir,
-                             log_prefix=prefix + "train ")
-      t1 = time.perf_counter()
-      labels = np.arange(pool_size, dtype=np.int32) % ds.num_classes if conditional else None
-      log.info("%sgenerating %d samples", prefix, pool_size)
-      pool = ImageSet(generator.sample(fitted, sample_key, pool_size, labels), labels,
-                      np.full(pool_size, g + 1, np.int32))
-      t2 = time.perf_counter()
-      log.info("%s%d samples in %.1fs (%.0f samples/s)", prefix, pool_size, t2 - t1,
-               pool_size / (t2 - t1))
-      meta |= {"phase": "select", "train_s": t1 - t0, "generate_s": t2 - t1,
-               "model_metrics": fitted.metrics}
+      pool, timing = fit_and_sample(generator, current, key, pool_size, ds.num_classes,
+                                    generation=g + 1, workdir=workdir, prefix=prefix)
+      meta |= {"phase": "select", **timing}
       # Only accumulate draws from old pools; the other paradigms keep just the newest.
       pools = (pools if lc.paradigm == "accumulate" else []) + [pool]
-      if t2 - t0 > REDO_CHEAPER_S:  # else a resume redoes them: same keys, same pool
-        _save(manager, 2 * g + 1, current, pools, meta)
+      if timing["train_s"] + timing["generate_s"] > REDO_CHEAPER_S:
+        _save(manager, 2 * g + 1, current, pools, meta)  # else a resume redoes them
     t0 = time.perf_counter()
     pool = pools[-1]
     rng = np.random.default_rng([config.seed, g])
@@ -293,13 +312,7 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
       pictures = report.generation_pictures(current, pool, nxt, lc.nn_panel)  # every process
       if jax.process_index() == 0:
         report.write_generation(gen_dir, pictures)
-    log.info("%sentropy train %.1f pool %.1f selected %.1f | gen score %.1f | FD %.1f", prefix,
-             row["train_entropy"], row["pool_entropy"], row["selected_entropy"],
-             row["gen_score"], row["fd_real"])
-    extra = {k: row[k] for k in ("model_entropy", "dino_train_entropy", "dino_gen_score",
-                                 "fd_dino", "fid", "precision", "recall") if k in row}
-    if extra:
-      log.info("%s%s", prefix, " | ".join(f"{k} {v:.3g}" for k, v in extra.items()))
+    _log_row(prefix, row)
     meta = {"generation": g + 1, "phase": "train", "rows": meta["rows"] + [row]}
     _save(manager, 2 * g + 2, nxt, pools, meta)
     _sync_rows(workdir, meta["rows"])

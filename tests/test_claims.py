@@ -42,10 +42,25 @@ def test_reservoir_floor_rises_with_lambda_and_zero_keeps_falling():
     cells[(("loop.fresh_fraction", str(lam)),)] = runs
   got = claims.reservoir(cells)
   assert [c.holds for c in got] == [True, True, True]
-  last = [r[-1]["train_entropy"] - r[-2]["train_entropy"]
-          for r in cells[(("loop.fresh_fraction", "0.0"),)]]
-  lo, hi = stats.t.interval(0.95, 2, loc=np.mean(last), scale=stats.sem(last))
-  assert f"[{lo:.4g}, {hi:.4g}]" in got[1].measured
+  zero, half = (cells[(("loop.fresh_fraction", v),)] for v in ("0.0", "0.5"))
+
+  def t_interval(values):
+    lo, hi = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values),
+                              scale=stats.sem(values))
+    return f"[{lo:.4g}, {hi:.4g}]"
+
+  steps = [[r[-1]["train_entropy"] - r[-2]["train_entropy"] for r in runs]
+           for runs in (zero, half)]
+  assert t_interval(steps[0]) in got[1].measured
+  assert got[2].measured.endswith(t_interval(np.subtract(steps[1], steps[0])))
+  floors = np.subtract(*([r[-1]["train_entropy"] for r in runs] for runs in (half, zero)))
+  assert t_interval(floors) in got[0].measured
+  # Means in order but one seed against it: the paired step's interval spans 0.
+  cells[(("loop.fresh_fraction", "0.6"),)] = [
+      [dict(r, train_entropy=r["train_entropy"] + d) for r in rows]
+      for rows, d in zip(half, (20.0, 15.0, -25.0), strict=True)]
+  got = claims.reservoir(cells)
+  assert [c.holds for c in got] == [False, True, True]
 
 
 def test_paired_differences_decide_accumulate_and_selection():
@@ -53,11 +68,22 @@ def test_paired_differences_decide_accumulate_and_selection():
   cells |= _runs("loop.paradigm", "accumulate", [800, 700, 650], "gen_score", fd_real=3.0)
   assert [c.holds for c in claims.accumulate(cells)] == [True, True]
   sel = {}
-  for name, end in (("none", 250.0), ("random", 255.0), ("greedy", 300.0), ("threshold", 240.0)):
-    sel |= _runs("loop.selection", name, [340.0, end], "train_entropy")
+  for name, entropy, score in (("none", 250.0, 100.0), ("random", 255.0, 110.0),
+                               ("greedy", 300.0, 260.0), ("threshold", 240.0, 95.0)):
+    cell = _runs("loop.selection", name, [340.0, entropy], "train_entropy")
+    for rows in next(iter(cell.values())):
+      rows[-1]["gen_score"] = score + np.random.default_rng().normal(0, 1)
+    sel |= cell
   got = claims.selection(sel)
-  assert [c.holds for c in got] == [True, True, False, False]
-  assert got[0].text == "greedy keeps the training-set entropy above vanilla"
+  assert [c.holds for c in got] == [True] * 4 + [False] * 4
+  assert [c.text for c in got[:3]] == [
+      "greedy keeps the training-set entropy above vanilla",
+      "greedy keeps the training-set entropy above random selection",
+      "greedy keeps the generalization score above vanilla"]
+  greedy, random = (sel[(("loop.selection", v),)] for v in ("greedy", "random"))
+  diffs = [g[-1]["gen_score"] - r[-1]["gen_score"] for g, r in zip(greedy, random, strict=True)]
+  lo, hi = stats.t.interval(0.95, 2, loc=np.mean(diffs), scale=stats.sem(diffs))
+  assert got[3].measured.endswith(f"[{lo:.4g}, {hi:.4g}]")
 
 
 def _gaussian_chains(num, n, d, g, rng, shift=0.0):

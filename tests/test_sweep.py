@@ -32,10 +32,12 @@ def test_grid_expands_to_named_runs_with_their_overrides(tmp_path):
 
 
 def _argv(tmp_path, *extra):
+  """A two-run sweep of the MLP denoiser on vector data: the same sharded fit, checkpoints
+  and resume as the UNet, at a fraction of its compile time."""
   return [sys.executable, os.path.join(REPO, "scripts/sweep.py"), "--config",
-          os.path.join(REPO, "configs/digits.py:smoke"), "--workdir", str(tmp_path),
+          os.path.join(REPO, "configs/theory.py:mog,smoke"), "--workdir", str(tmp_path),
           "--grid", "loop.selection=none,random", "--seeds", "1",
-          "--config.loop.pool_factor=2", *extra]
+          "--config.loop.pool_factor=2", "--config.loop.pictures=False", *extra]
 
 
 def _sweep(tmp_path, *extra):
