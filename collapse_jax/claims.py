@@ -57,8 +57,7 @@ def _rising(by_value: dict, value, label: str) -> tuple[str, bool]:
 def section3(cells) -> list[Claim]:
   """Shi et al. section 3: smaller N collapses faster; r(entropy, log score) is high."""
   claims = []
-  by_n = {int(n): runs for n, runs in sorted(_by(cells, "loop.n_train").items(),
-                                             key=lambda item: int(item[0]))}
+  by_n = dict(sorted((int(n), runs) for n, runs in _by(cells, "loop.n_train").items()))
 
   def ratio(rows):
     return _last(rows, "gen_score") / rows[0]["gen_score"] if rows[0].get("gen_score") \

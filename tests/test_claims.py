@@ -67,12 +67,12 @@ def test_paired_differences_decide_accumulate_and_selection():
   cells = _runs("loop.paradigm", "replace", [800, 400, 200], "gen_score", fd_real=9.0)
   cells |= _runs("loop.paradigm", "accumulate", [800, 700, 650], "gen_score", fd_real=3.0)
   assert [c.holds for c in claims.accumulate(cells)] == [True, True]
-  sel = {}
+  sel, rng = {}, np.random.default_rng()
   for name, entropy, score in (("none", 250.0, 100.0), ("random", 255.0, 110.0),
                                ("greedy", 300.0, 260.0), ("threshold", 240.0, 95.0)):
     cell = _runs("loop.selection", name, [340.0, entropy], "train_entropy")
     for rows in next(iter(cell.values())):
-      rows[-1]["gen_score"] = score + np.random.default_rng().normal(0, 1)
+      rows[-1]["gen_score"] = score + rng.normal(0, 1)
     sel |= cell
   got = claims.selection(sel)
   assert [c.holds for c in got] == [True] * 4 + [False] * 4
