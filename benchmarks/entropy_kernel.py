@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import device_line, median_time, reference  # noqa: E402
 
-from collapse_jax.entropy import kl_entropy, kth_neighbor_distance  # noqa: E402
+from collapse_jax.kernels.entropy import kl_entropy, kth_neighbor_distance  # noqa: E402
 
 
 def matmul_rate(d: int, n: int = 8192) -> float:

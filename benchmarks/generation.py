@@ -24,8 +24,8 @@ from dinov2 import save_random_dinov2, time_flax  # noqa: E402
 from sampling import time_sampler  # noqa: E402
 from train_step import time_train_step  # noqa: E402
 
-from collapse_jax.entropy import kth_neighbor_distance  # noqa: E402
-from collapse_jax.selection import greedy_select  # noqa: E402
+from collapse_jax.kernels.entropy import kth_neighbor_distance  # noqa: E402
+from collapse_jax.kernels.selection import greedy_select  # noqa: E402
 
 PAPER = dict(train_steps=128_000, batch=128, pool=65_536, select=32_768, dim=384)
 

@@ -21,8 +21,8 @@ from common import device_line, reference  # noqa: E402
 from train_step import parse_mesh, unet48  # noqa: E402
 
 from collapse_jax import sharding  # noqa: E402
+from collapse_jax.diffusion.generate import compiled_sampler  # noqa: E402
 from collapse_jax.diffusion.schedule import linear_schedule  # noqa: E402
-from collapse_jax.generate import compiled_sampler  # noqa: E402
 
 
 def time_sampler(batch: int, steps: int, dtype: str, mesh_shape=None) -> dict:

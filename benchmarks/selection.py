@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import device_line, median_time, reference  # noqa: E402
 
-from collapse_jax.selection import greedy_select, threshold_decay_select  # noqa: E402
+from collapse_jax.kernels.selection import greedy_select, threshold_decay_select  # noqa: E402
 
 
 def stream_bandwidth(x: jax.Array, passes: int = 200) -> float:

@@ -23,9 +23,9 @@ from common import device_line, peak_flops, reference  # noqa: E402
 
 from collapse_jax import sharding  # noqa: E402
 from collapse_jax.diffusion.schedule import linear_schedule  # noqa: E402
+from collapse_jax.diffusion.state import make_optimizer  # noqa: E402
+from collapse_jax.diffusion.step import compiled_train_step, create_state  # noqa: E402
 from collapse_jax.models.unet import PRESETS, UNet  # noqa: E402
-from collapse_jax.train_state import make_optimizer  # noqa: E402
-from collapse_jax.train_step import compiled_train_step, create_state  # noqa: E402
 
 # The paper's optimizer (PAPER.md).
 OPTIM = ml_collections.ConfigDict(dict(

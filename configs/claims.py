@@ -6,7 +6,7 @@
   python scripts/sweep.py --claim selection --workdir runs/claim_selection --jobs 2
   python scripts/sweep.py --claim wishart --workdir runs/claim_wishart --jobs 2
 
-Each entry: the config, the grid, the seeds, extra overrides; `collapse_jax/claims.py` holds
+Each entry: the config, the grid, the seeds, extra overrides; `collapse_jax/study/claims.py` holds
 the checker that decides the claim on the finished runs, with intervals over the seeds.
 Any config override after the command goes to every run of the sweep.
 """
@@ -26,7 +26,7 @@ CLAIMS = {
     "selection": dict(config="configs/digits.py", seeds=3,
                       grid=["loop.selection=none,random,greedy,threshold"],
                       overrides=["--config.loop.pool_factor=2"]),
-    # The loop against a law: the fitted Gaussian's entropy (collapse_jax.theory), n = 100.
+    # The loop against a law: the fitted Gaussian's entropy (collapse_jax.study.theory), n = 100.
     "wishart": dict(config="configs/theory.py:gaussian", seeds=50,
                     grid=["loop.n_train=100"],
                     overrides=["--config.loop.generations=8", "--config.loop.pictures=False"]),

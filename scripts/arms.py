@@ -23,9 +23,9 @@ import json
 import os
 import sys
 
-from collapse_jax.comparison import write_comparison
 from collapse_jax.generators.diffusion import first_model_checkpoint
-from collapse_jax.launch import run_parallel
+from collapse_jax.study.comparison import write_comparison
+from collapse_jax.study.launch import run_parallel
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recursive.py")
 

@@ -7,7 +7,7 @@ and opens the report with the verdict on the paper's claims, measured on those r
 import argparse
 import os
 
-from collapse_jax.comparison import write_comparison
+from collapse_jax.study.comparison import write_comparison
 
 
 def main():

@@ -8,7 +8,7 @@ Killed runs resume when the same command is run again.
 """
 
 from collapse_jax import cli
-from collapse_jax.loop import run_recursive
+from collapse_jax.loop.recursive import run_recursive
 
 if __name__ == "__main__":
   cli.run(run_recursive)

@@ -8,7 +8,7 @@
   python scripts/sweep.py --claim section3 --workdir runs/claim_section3 --jobs 2
 
 `--claim NAME` takes config, grid and seeds from configs/claims.py and adds that claim's
-verdict (collapse_jax/claims.py) to sweep.md.
+verdict (collapse_jax/study/claims.py) to sweep.md.
 
 Re-running skips finished runs and resumes killed ones; `--jobs K` runs K at once, each
 pinned to its share of the cores.
@@ -18,8 +18,8 @@ import argparse
 import os
 import shlex
 
-from collapse_jax import sweep, sweep_report
-from collapse_jax.launch import run_queue
+from collapse_jax.study import sweep, sweep_report
+from collapse_jax.study.launch import run_queue
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "recursive.py")

@@ -5,7 +5,7 @@
 """
 
 from collapse_jax import cli
-from collapse_jax.train import train_and_evaluate
+from collapse_jax.diffusion.job import train_and_evaluate
 
 if __name__ == "__main__":
   cli.run(train_and_evaluate)

@@ -15,8 +15,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from collapse_jax import distributed, sharding
-from collapse_jax.loop import run_recursive
-from collapse_jax.selection import greedy_select, threshold_decay_select
+from collapse_jax.kernels.selection import greedy_select, threshold_decay_select
+from collapse_jax.loop.recursive import run_recursive
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs"))
 import digits  # noqa: E402

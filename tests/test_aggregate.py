@@ -5,7 +5,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from collapse_jax import aggregate
+from collapse_jax.study import aggregate
 
 
 def test_mean_ci_matches_scipy_t_interval():

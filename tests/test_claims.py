@@ -3,7 +3,7 @@
 import numpy as np
 from scipy import stats
 
-from collapse_jax import claims
+from collapse_jax.study import claims
 
 
 def _runs(field, value, series, key, seeds=3, **extra):
@@ -109,7 +109,7 @@ def test_wishart_claim_is_the_law_inside_the_interval():
   lo, hi = stats.t.interval(0.95, steps.size - 1, loc=steps.mean(), scale=stats.sem(steps))
   got = claims.wishart(cells)
   assert f"[{lo:.4g}, {hi:.4g}]" in got[0].measured and "over 150 steps" in got[0].measured
-  from collapse_jax.theory import wishart_entropy_change
+  from collapse_jax.study.theory import wishart_entropy_change
 
   assert got[0].holds == (lo <= wishart_entropy_change(12, 2) <= hi)
   walk = np.concatenate([np.diff([r["model_mean_sq"] for r in rows]) * 12

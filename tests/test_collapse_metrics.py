@@ -4,7 +4,8 @@ import jax
 import numpy as np
 from scipy import linalg
 
-from collapse_jax import embed, sharding
+from collapse_jax import sharding
+from collapse_jax.loop import embed
 from collapse_jax.metrics import collapse
 
 

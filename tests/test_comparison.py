@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 
-from collapse_jax import comparison
 from collapse_jax.images import save_grid
+from collapse_jax.study import comparison
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

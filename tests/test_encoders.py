@@ -109,7 +109,7 @@ def test_inception_key_mapping_covers_the_state_dict():
 
 
 def test_embedder_memoises_recent_sets_and_caches_real_features(tmp_path, monkeypatch):
-  from collapse_jax import embed
+  from collapse_jax.loop import embed
 
   dinov2_dir(str(tmp_path / "tiny"), DINOV2_TINY)
   calls = []

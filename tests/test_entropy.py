@@ -5,7 +5,7 @@ import pytest
 from scipy import special
 from sklearn.neighbors import NearestNeighbors
 
-from collapse_jax.entropy import kl_entropy
+from collapse_jax.kernels.entropy import kl_entropy
 from collapse_jax.sharding import make_mesh
 
 

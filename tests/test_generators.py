@@ -11,10 +11,10 @@ from scipy import stats
 
 from collapse_jax import config_lib
 from collapse_jax.data import synthetic
+from collapse_jax.data.sets import ImageSet
 from collapse_jax.generators import KINDS, make_generator
 from collapse_jax.generators.memorizer import OptimalDenoiser
-from collapse_jax.loop import make_select_fn, run_recursive
-from collapse_jax.paradigms import ImageSet
+from collapse_jax.loop.recursive import make_select_fn, run_recursive
 from collapse_jax.sharding import make_mesh, put_rows, to_host
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -187,13 +187,15 @@ def test_kinds_table_is_the_one_seam():
   """The loop imports the generator registry, never a model or its training."""
   import ast
 
-  import collapse_jax.loop as loop
+  import collapse_jax.loop.recursive as loop
 
   assert set(KINDS) == {"unet", "mlp", "gaussian", "memorizer", "kde"}
+  assert set(KINDS) == set(config_lib.MODEL_KINDS)  # the config validates the same names
   tree = ast.parse(open(loop.__file__).read())
   imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
   imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
   assert "collapse_jax.generators" in imported
-  banned = {"collapse_jax.models", "collapse_jax.models.unet", "collapse_jax.training",
-            "collapse_jax.generate", "collapse_jax.train", "collapse_jax.generators.diffusion"}
+  banned = {"collapse_jax.models", "collapse_jax.models.unet", "collapse_jax.diffusion.fit",
+            "collapse_jax.diffusion.generate", "collapse_jax.diffusion.job",
+            "collapse_jax.generators.diffusion"}
   assert not imported & banned, imported & banned

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from collapse_jax.knn import knn, knn_self
+from collapse_jax.kernels.knn import knn, knn_self
 
 
 def brute(q, x, k, exclude_self):

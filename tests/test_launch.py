@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from collapse_jax.launch import run_parallel
+from collapse_jax.study.launch import run_parallel
 
 
 def test_jobs_run_at_once_and_log_apart(tmp_path, capsys):
@@ -37,7 +37,7 @@ def test_jobs_die_with_a_killed_launcher(tmp_path):
   import time
 
   child = "import os,sys,time; open(sys.argv[1],'w').write(str(os.getpid())); time.sleep(300)"
-  launcher = ("import sys; from collapse_jax.launch import run_parallel; "
+  launcher = ("import sys; from collapse_jax.study.launch import run_parallel; "
               f"run_parallel({{'c': [sys.executable, '-c', {child!r}, sys.argv[1]]}}, sys.argv[2])")
   pid_file = tmp_path / "pid"
   proc = subprocess.Popen([sys.executable, "-c", launcher, str(pid_file), str(tmp_path)],

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from collapse_jax.loop import run_recursive
+from collapse_jax.loop.recursive import run_recursive
 from collapse_jax.metrics.writer import read_jsonl
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

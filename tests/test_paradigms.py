@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from collapse_jax import sharding
-from collapse_jax.paradigms import ImageSet, even_counts, next_training_set
+from collapse_jax.loop.paradigms import ImageSet, even_counts, next_training_set
 
 
 def image_set(n, source, labels=False):

@@ -4,12 +4,12 @@ import jax
 import numpy as np
 import pytest
 
-from collapse_jax.entropy import kl_entropy
-from collapse_jax.selection import (
-    greedy_select,
-    no_select,
-    random_select,
-    threshold_decay_select,
+from collapse_jax.kernels.entropy import kl_entropy
+from collapse_jax.kernels.selection import (
+  greedy_select,
+  no_select,
+  random_select,
+  threshold_decay_select,
 )
 from collapse_jax.sharding import make_mesh
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from collapse_jax import aggregate, sweep
+from collapse_jax.study import aggregate, sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -103,8 +103,8 @@ def test_claim_smoke_sweep_reaches_its_verdict(tmp_path, name):
   """Each claim of configs/claims.py end to end at smoke size, in-process: its whole grid
   with one seed of the smoke config (two for the seconds-long wishart runs), then sweep.md
   with its verdict (the intervals themselves are tested in test_aggregate/test_claims)."""
-  from collapse_jax import sweep_report
-  from collapse_jax.loop import run_recursive
+  from collapse_jax.loop.recursive import run_recursive
+  from collapse_jax.study import sweep_report
 
   c = _claims()[name]
   config_path = os.path.join(REPO, c["config"])

@@ -1,4 +1,4 @@
-"""The loop against the laws of collapse (collapse_jax.theory), by Monte Carlo over fresh
+"""The loop against the laws of collapse (collapse_jax.study.theory), by Monte Carlo over fresh
 seeds: whole recursive runs of the closed-form generators, pictures off."""
 
 import os
@@ -7,10 +7,10 @@ import sys
 
 import numpy as np
 
-from collapse_jax import theory
 from collapse_jax.data import load_dataset
 from collapse_jax.images import to_uint8
-from collapse_jax.loop import run_recursive
+from collapse_jax.loop.recursive import run_recursive
+from collapse_jax.study import theory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "configs"))

@@ -10,9 +10,14 @@ from jax.sharding import PartitionSpec as P
 
 from collapse_jax import sharding
 from collapse_jax.diffusion.schedule import linear_schedule
+from collapse_jax.diffusion.state import make_optimizer
+from collapse_jax.diffusion.step import (
+  compiled_train_step,
+  create_state,
+  init_state,
+  state_shardings,
+)
 from collapse_jax.models.unet import PRESETS, UNet
-from collapse_jax.train_state import make_optimizer
-from collapse_jax.train_step import compiled_train_step, create_state, init_state, state_shardings
 
 OPTIM = ml_collections.ConfigDict(dict(
     lr=1e-3, b1=0.95, b2=0.999, eps=1e-8, weight_decay=1e-6, warmup_steps=2, grad_clip=1.0))

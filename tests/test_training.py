@@ -12,11 +12,11 @@ import pytest
 
 from collapse_jax import config_lib
 from collapse_jax.data import load_digits, make_batch_dataset
+from collapse_jax.diffusion.fit import fit
+from collapse_jax.diffusion.job import train_and_evaluate
 from collapse_jax.metrics.writer import read_jsonl
 from collapse_jax.models.unet import unet_from_config
 from collapse_jax.sharding import make_mesh
-from collapse_jax.train import train_and_evaluate
-from collapse_jax.training import fit
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "configs"))

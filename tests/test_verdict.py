@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from collapse_jax import verdict
+from collapse_jax.study import verdict
 
 
 def _rows(entropy, score, mem, held=3000.0):

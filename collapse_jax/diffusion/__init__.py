@@ -1,1 +1,2 @@
-"""DDPM noise schedule, loss and samplers."""
+"""The one-model DDPM job: noise schedule, loss, samplers, train state and step, the resumable
+training loop, sharded generation."""

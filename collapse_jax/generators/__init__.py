@@ -1,7 +1,8 @@
 """Generators of the self-consuming loop, by `config.model.kind`.
 
 A new generative model is a new module here with a class of the `base.Generator` interface
-(built as Kind(config, data_shape, num_classes, mesh)) and one entry in KINDS.
+(built as Kind(config, data_shape, num_classes, mesh)), one entry in KINDS and its name in
+`config_lib.MODEL_KINDS`.
 """
 
 from collapse_jax.generators.base import Fitted, Generator

@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from collapse_jax.data.sets import ImageSet
 from collapse_jax.images import from_uint8, to_uint8
-from collapse_jax.paradigms import ImageSet
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,7 @@ Each generation reports `model_entropy` (the fitted Gaussian's differential entr
 from the true mean of data.name=gaussian, which is 0). Under replace with n rows in d
 dimensions, n Sigma_{g+1} ~ Wishart(Sigma_g, n - 1), so the entropy changes by
 (1/2) [sum_{i<d} psi((n - 1 - i) / 2) + d log(2 / n)] in expectation, and the mean takes a
-random walk with steps of variance tr(Sigma_g) / n (`collapse_jax.theory`).
+random walk with steps of variance tr(Sigma_g) / n (`collapse_jax.study.theory`).
 """
 
 import functools
@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from collapse_jax.data.sets import ImageSet
 from collapse_jax.generators.base import Fitted, flat, to_model, to_stored
 from collapse_jax.metrics.collapse import gaussian_stats
-from collapse_jax.paradigms import ImageSet
 from collapse_jax.sharding import put_replicated, rows_sharding
 
 

@@ -5,7 +5,7 @@ noise-accumulation regime, the opposite limit to the memorizer.
 Under replace with n rows in d dimensions, the KDE's total variance is the training set's
 (divide by n) plus d bandwidth^2, so with V the unbiased total variance of the generated
 rows, E[V_{g+1} | V_g] = (1 - 1/n) V_g + d bandwidth^2: growth of d bandwidth^2 per
-generation for large n (`collapse_jax.theory.kde_variance_next`).
+generation for large n (`collapse_jax.study.theory.kde_variance_next`).
 """
 
 import functools
@@ -13,8 +13,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from collapse_jax.data.sets import ImageSet
 from collapse_jax.generators.base import Fitted, flat, to_model, to_stored
-from collapse_jax.paradigms import ImageSet
 from collapse_jax.sharding import rows_sharding
 
 

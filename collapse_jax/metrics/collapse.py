@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from collapse_jax.entropy import kl_entropy
-from collapse_jax.knn import knn
+from collapse_jax.kernels.entropy import kl_entropy
+from collapse_jax.kernels.knn import knn
 from collapse_jax.sharding import to_host
 
 

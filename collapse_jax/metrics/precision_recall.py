@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from collapse_jax.entropy import kth_neighbor_distance
-from collapse_jax.knn import sq_dists
+from collapse_jax.kernels.entropy import kth_neighbor_distance
+from collapse_jax.kernels.knn import sq_dists
 
 
 @functools.partial(jax.jit, static_argnames=("block_size",))

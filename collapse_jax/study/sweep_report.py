@@ -9,8 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from collapse_jax import aggregate, claims, sweep, verdict  # noqa: E402
-from collapse_jax.report import save_by_generation  # noqa: E402
+from collapse_jax.loop.report import save_by_generation  # noqa: E402
+from collapse_jax.study import aggregate, claims, sweep, verdict  # noqa: E402
 
 METRICS = ("train_entropy", "gen_score", "memorized_frac", "unique_copied", "fd_real",
            "dino_train_entropy", "dino_gen_score", "fd_dino", "fid")

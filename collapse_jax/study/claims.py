@@ -9,8 +9,8 @@ import math
 
 import numpy as np
 
-from collapse_jax import aggregate, theory
-from collapse_jax.verdict import Claim
+from collapse_jax.study import aggregate, theory
+from collapse_jax.study.verdict import Claim
 
 
 def _by(cells, field: str) -> dict[str, list[list[dict]]]:

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from collapse_jax.images import from_uint8, save_grid  # noqa: E402
-from collapse_jax.knn import knn  # noqa: E402
+from collapse_jax.kernels.knn import knn  # noqa: E402
 from collapse_jax.sharding import to_host  # noqa: E402
 
 PLOTS = {  # a plot is drawn when its metrics were measured (encoder weights given)

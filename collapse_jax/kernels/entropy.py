@@ -14,7 +14,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from scipy import special
 
-from collapse_jax.knn import knn, knn_self
+from collapse_jax.kernels.knn import knn, knn_self
 from collapse_jax.sharding import to_host
 
 

@@ -8,11 +8,11 @@ import jax
 import numpy as np
 
 from collapse_jax import config_lib
-from collapse_jax.generate import generate
+from collapse_jax.diffusion.fit import fit, schedule_from_config
+from collapse_jax.diffusion.generate import generate
 from collapse_jax.images import save_grid
 from collapse_jax.models.unet import unet_from_config
 from collapse_jax.sharding import make_mesh, to_host
-from collapse_jax.training import fit, schedule_from_config
 
 log = logging.getLogger(__name__)
 

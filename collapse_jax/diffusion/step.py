@@ -11,7 +11,7 @@ from jax.sharding import Mesh
 from collapse_jax import sharding
 from collapse_jax.diffusion.loss import eps_loss
 from collapse_jax.diffusion.schedule import Schedule
-from collapse_jax.train_state import TrainState
+from collapse_jax.diffusion.state import TrainState
 
 
 def init_state(

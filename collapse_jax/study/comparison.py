@@ -10,9 +10,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from collapse_jax import verdict  # noqa: E402
+from collapse_jax.loop.report import plot_rows, table  # noqa: E402
 from collapse_jax.metrics.writer import read_jsonl  # noqa: E402
-from collapse_jax.report import plot_rows, table  # noqa: E402
+from collapse_jax.study import verdict  # noqa: E402
 
 
 def load_run(run: str) -> tuple[list[dict], dict]:

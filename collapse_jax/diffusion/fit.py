@@ -15,16 +15,16 @@ from jax.sharding import Mesh
 from collapse_jax import checkpoint, sharding
 from collapse_jax.data.pipeline import batch_at_step, make_batch_dataset
 from collapse_jax.diffusion.schedule import linear_schedule
+from collapse_jax.diffusion.state import TrainState, lr_schedule, make_optimizer
+from collapse_jax.diffusion.step import (
+  compiled_train_step,
+  create_state,
+  init_state,
+  state_shardings,
+)
 from collapse_jax.images import from_uint8
 from collapse_jax.metrics.progress import Progress
 from collapse_jax.metrics.writer import MetricWriter
-from collapse_jax.train_state import TrainState, lr_schedule, make_optimizer
-from collapse_jax.train_step import (
-    compiled_train_step,
-    create_state,
-    init_state,
-    state_shardings,
-)
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from jax import lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from collapse_jax.entropy import check_features
+from collapse_jax.kernels.entropy import check_features
 
 _NEG = -jnp.inf
 

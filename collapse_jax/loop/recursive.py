@@ -23,15 +23,16 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from collapse_jax import config_lib, report
-from collapse_jax.embed import SPACES, Embedder
+from collapse_jax import config_lib
 from collapse_jax.generators import make_generator
 from collapse_jax.images import to_uint8
+from collapse_jax.kernels.selection import greedy_select, threshold_decay_select
+from collapse_jax.loop import report
+from collapse_jax.loop.embed import SPACES, Embedder
+from collapse_jax.loop.paradigms import ImageSet, next_training_set
 from collapse_jax.metrics import collapse
 from collapse_jax.metrics.precision_recall import precision_recall
 from collapse_jax.metrics.writer import MetricWriter, read_jsonl
-from collapse_jax.paradigms import ImageSet, next_training_set
-from collapse_jax.selection import greedy_select, threshold_decay_select
 from collapse_jax.sharding import make_mesh, put_rows, rows_sharding, take_rows, to_host
 
 log = logging.getLogger(__name__)
