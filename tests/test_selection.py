@@ -6,10 +6,10 @@ import pytest
 
 from collapse_jax.kernels.entropy import kl_entropy
 from collapse_jax.kernels.selection import (
-  greedy_select,
-  no_select,
-  random_select,
-  threshold_decay_select,
+    greedy_select,
+    no_select,
+    random_select,
+    threshold_decay_select,
 )
 from collapse_jax.sharding import make_mesh
 
@@ -99,6 +99,37 @@ def test_threshold_terminates_on_a_pool_of_duplicates():
   assert len(set(sel.tolist())) == 60
   # The five distinct points come first; duplicates only fill the rest.
   assert len({tuple(r) for r in x[sel[:5]]}) == 5
+
+
+def numpy_masked_farthest_point(x, n_select, start):
+  """The authors' greedy: chosen points are masked with -inf, so none is chosen twice."""
+  x = x.astype(np.float64)
+  selected = [start]
+  mind = np.linalg.norm(x - x[start], axis=1)
+  mind[start] = -np.inf
+  for _ in range(n_select - 1):
+    g = int(np.argmax(mind))
+    selected.append(g)
+    mind = np.minimum(mind, np.linalg.norm(x - x[g], axis=1))
+    mind[selected] = -np.inf
+  return np.array(selected)
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_greedy_never_selects_an_index_twice(devices, sharded):
+  """800 picks from a pool of 1,000 rows with only 700 distinct: 800 distinct indices, all
+  700 distinct rows first, then other copies (as the authors' mask)."""
+  rng = np.random.default_rng()
+  distinct = fresh(700, 12)
+  x = np.concatenate([distinct, distinct[rng.integers(0, 700, 300)]])[rng.permutation(1000)]
+  mesh = make_mesh({"data": 8, "fsdp": 1}, devices) if sharded else None
+  start = int(rng.integers(1000))
+  sel = np.asarray(greedy_select(x, 800, start=start, mesh=mesh))
+  assert len(set(sel.tolist())) == 800
+  assert len({r.tobytes() for r in x[sel[:700]]}) == 700
+  # Pick for pick with the reference while distances decide; among copies (distance 0 up to
+  # float32 rounding) only the set is fixed.
+  np.testing.assert_array_equal(sel[:700], numpy_masked_farthest_point(x, 800, start)[:700])
 
 
 def test_sharded_equals_single_device(devices):

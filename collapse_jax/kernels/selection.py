@@ -76,12 +76,15 @@ class _Pool:
 def _greedy_local(x_local, start, *, n, n_select, axis):
   pool = _Pool(x_local, n, axis)
   selected = jnp.zeros((n_select,), jnp.int32).at[0].set(start)
-  mind = jnp.where(pool.valid, pool.sq_dist_to(start), _NEG)
+  # A chosen point's min-distance is -inf, not 0, so it is never chosen again: once only
+  # copies of chosen rows are left (all at distance 0) the next copy is taken, as the
+  # authors' mask does. Padding rows are -inf from the start.
+  mind = jnp.where(pool.valid & (pool.ids != start), pool.sq_dist_to(start), _NEG)
 
   def body(t, carry):
     selected, mind = carry
     _, g = pool.best(mind)
-    mind = jnp.minimum(mind, pool.sq_dist_to(g))
+    mind = jnp.where(pool.ids == g, _NEG, jnp.minimum(mind, pool.sq_dist_to(g)))
     return selected.at[t].set(g), mind
 
   selected, _ = lax.fori_loop(1, n_select, body, (selected, mind))
