@@ -83,7 +83,7 @@ def test_device_fingerprint_ignores_sharding_and_sees_one_changed_pixel():
       embed.fingerprint(by_rows)
 
 
-def _novelty_numpy(gen, train, pixel_mse, max_samples):
+def _novelty_numpy(gen, train, pixel_mse, max_samples, copy_threshold):
   """Brute force in float64: every pairwise distance, sorted."""
   gen = gen[:max_samples].astype(np.float64)
   d = np.sqrt(((gen[:, None] - train[None].astype(np.float64)) ** 2).sum(-1))
@@ -91,7 +91,8 @@ def _novelty_numpy(gen, train, pixel_mse, max_samples):
   score = np.mean(order[:, 0] ** 2 / gen.shape[1]) if pixel_mse else np.mean(order[:, 0])
   n = len(train)
   return {"gen_score": score, "memorized_frac": np.mean(order[:, 0] < order[:, 1] / 3),
-          "unique_copied": len(np.unique(d[:n].argmin(1))) / n}
+          "unique_copied": len(np.unique(d[:n].argmin(1))) / n,
+          "copy_frac": np.mean(order[:, 0] < copy_threshold)}
 
 
 def test_memorization_measures_match_brute_force_sharded_and_not():
@@ -101,17 +102,28 @@ def test_memorization_measures_match_brute_force_sharded_and_not():
   copies = rng.choice(64, 40)  # near-copies of 40 draws (with repeats): memorized
   gen[:40] = train[copies] + rng.normal(0, 2, (40, 48)).astype(np.float32)
   gen[40:50] = 0.55 * train[:10] + 0.45 * train[10:20]  # between two: not 3x closer
+  heldout = rng.uniform(0, 255, (80, 48)).astype(np.float32)
+  d_held = np.sqrt(((heldout[:, None].astype(np.float64) - train[None]) ** 2).sum(-1)).min(1)
   mesh = sharding.make_mesh({"data": 4, "fsdp": 2})
   for pixel_mse, m in ((True, 1000), (False, 60), (True, 32)):
-    want = _novelty_numpy(gen, train, pixel_mse, m)
-    for g, t in ((gen, train), (sharding.put_rows(gen, mesh), sharding.put_rows(train, mesh))):
-      got = collapse.novelty(g, t, pixel_mse=pixel_mse, max_samples=m)
+    held_score = np.mean(d_held[:m] ** 2 / 48) if pixel_mse else np.mean(d_held[:m])
+    thr = np.median(d_held[:m]) / 3
+    want = _novelty_numpy(gen, train, pixel_mse, m, thr)
+    for g, t, h in ((gen, train, heldout), tuple(sharding.put_rows(a, mesh)
+                                                 for a in (gen, train, heldout))):
+      got_held, got_thr = collapse.heldout_reference(h, t, pixel_mse, max_samples=m)
+      np.testing.assert_allclose([got_held, got_thr], [held_score, thr], rtol=1e-4)
+      got = collapse.novelty(g, t, pixel_mse=pixel_mse, max_samples=m, copy_threshold=got_thr)
       assert got.keys() == want.keys()
       np.testing.assert_allclose(got["gen_score"], want["gen_score"], rtol=1e-4)
-      assert got["memorized_frac"] == want["memorized_frac"]
-      assert got["unique_copied"] == want["unique_copied"]
-  assert _novelty_numpy(gen, train, True, 1000)["memorized_frac"] == 40 / 96
-  assert _novelty_numpy(gen, train, True, 40)["unique_copied"] == len(np.unique(copies)) / 64
+      for key in ("memorized_frac", "unique_copied", "copy_frac"):
+        assert got[key] == want[key], key
+  assert _novelty_numpy(gen, train, True, 1000, 0)["memorized_frac"] == 40 / 96
+  assert _novelty_numpy(gen, train, True, 40, 0)["unique_copied"] == len(np.unique(copies)) / 64
+  # The 40 near-copies (noise ~2 per pixel, ~14 in all) and nothing else are copies at a
+  # threshold of a third of the uniform points' spacing (~200 / 3).
+  assert _novelty_numpy(gen, train, True, 1000, np.median(d_held) / 3)["copy_frac"] == 40 / 96
+  assert np.isnan(collapse.novelty(gen, train, pixel_mse=True)["copy_frac"])  # no threshold
 
 
 def test_unique_copied_counts_at_most_n_samples():

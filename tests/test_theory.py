@@ -108,3 +108,18 @@ def test_kde_total_variance_grows_by_d_bandwidth_squared(tmp_path):
   assert abs(resid.mean()) < 4 * se, (base, resid.mean(), se)
   growth = np.diff(v, axis=1).mean()
   assert abs(growth - d * h**2) < 0.25 * d * h**2, (base, growth)
+
+
+def test_memorizer_copy_frac_is_one_at_every_generation(tmp_path):
+  """Every memorizer sample is an exact copy: copy_frac, on the real data's fixed scale, is
+  1 at each generation, while the ratio test (memorized_frac) falls as the training set
+  fills with duplicates (the defect copy_frac exists for)."""
+  config = theory_config.get_config("memorizer")
+  config.seed = secrets.randbelow(10**6)
+  config.loop.pictures = False
+  config.loop.generations = 4
+  config.loop.n_train = 64
+  rows = run_recursive(config, str(tmp_path))
+  assert [r["copy_frac"] for r in rows] == [1.0] * 4
+  assert all(r["copy_threshold"] > 0 for r in rows)
+  assert rows[-1]["memorized_frac"] < rows[0]["memorized_frac"]

@@ -131,9 +131,10 @@ def _space_metrics(prefix, fd_key, f_train, f_pool, f_next, real_stats, mesh, pi
       fd_key: collapse.frechet_distance(mu_p, s_p, *real_stats[:2]),
   }
   scores = collapse.novelty(f_pool, f_train, pixel_mse=pixel_mse,
-                            max_samples=lc.gen_score_samples)
+                            max_samples=lc.gen_score_samples, copy_threshold=real_stats[4])
   row |= {f"{prefix}{k}": v for k, v in scores.items()}
   row[f"{prefix}heldout_score"] = real_stats[3]
+  row[f"{prefix}copy_threshold"] = real_stats[4]
   return row
 
 
@@ -168,18 +169,19 @@ def generation_metrics(gen, current, pool, nxt, real_stats, config, embed, mesh)
 
 def real_statistics(real: ImageSet, heldout: ImageSet, embed, lc) -> dict:
   """Per space: (mean, covariance, features) of the real training set, its features cached on
-  disk, and the held-out real images' generalization score against it (NaN without any):
-  the score new real data gets, which the samples' score is read against."""
+  disk, the held-out real images' generalization score against it (NaN without any): the
+  score new real data gets, which the samples' score is read against; and the copy distance
+  `copy_frac` counts below, fixed from the same held-out images."""
   stats = {}
   for space in SPACES:
     if embed.has(space):
       feats = embed.cached(space, real.images)
-      held = float("nan")
+      held = thr = float("nan")
       if len(heldout) and space != "inception":  # FID space has no generalization score
-        held = collapse.generalization_score(
-            embed(space, heldout.images), feats, pixel_mse=space == "pixels",
-            max_samples=lc.gen_score_samples)
-      stats[space] = (*collapse.gaussian_stats(feats), feats, held)
+        held, thr = collapse.heldout_reference(embed(space, heldout.images), feats,
+                                               pixel_mse=space == "pixels",
+                                               max_samples=lc.gen_score_samples)
+      stats[space] = (*collapse.gaussian_stats(feats), feats, held, thr)
   return stats
 
 
@@ -230,9 +232,10 @@ def fit_and_sample(generator, current: ImageSet, key, pool_size: int, num_classe
 
 
 def _log_row(prefix: str, row: dict) -> None:
-  log.info("%sentropy train %.1f pool %.1f selected %.1f | gen score %.1f | FD %.1f", prefix,
-           row["train_entropy"], row["pool_entropy"], row["selected_entropy"],
-           row["gen_score"], row["fd_real"])
+  log.info("%sentropy train %.4g pool %.4g selected %.4g | gen score %.4g (held-out %.4g) | "
+           "copy_frac %.3g | FD %.4g", prefix, row["train_entropy"], row["pool_entropy"],
+           row["selected_entropy"], row["gen_score"], row["heldout_score"], row["copy_frac"],
+           row["fd_real"])
   extra = {k: row[k] for k in ("model_entropy", "dino_train_entropy", "dino_gen_score",
                                "fd_dino", "fid", "precision", "recall") if k in row}
   if extra:

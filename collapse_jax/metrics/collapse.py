@@ -39,7 +39,8 @@ def generalization_score(generated, train, pixel_mse: bool,
   return _score(dist, generated.shape[1], pixel_mse)
 
 
-def novelty(generated, train, pixel_mse: bool, max_samples: int = 1000) -> dict[str, float]:
+def novelty(generated, train, pixel_mse: bool, max_samples: int = 1000,
+            copy_threshold: float = float("nan")) -> dict[str, float]:
   """The generalization score and two memorization measures from one 2-NN search of (up to
   `max_samples`) samples against the training set:
 
@@ -48,19 +49,40 @@ def novelty(generated, train, pixel_mse: bool, max_samples: int = 1000) -> dict[
     distance to the second nearest (the copy criterion of Yoon et al. 2023, Gu et al. 2023);
   - unique_copied: distinct training images that are the nearest of one of the first
     min(N, max_samples) samples, over N; counting N samples (not a 2N pool's all) keeps
-    runs with and without selection comparable; it falls as a model copies fewer images.
+    runs with and without selection comparable; it falls as a model copies fewer images;
+  - copy_frac: share of samples whose nearest training image is closer than
+    `copy_threshold`, a distance fixed once from the real data (`heldout_reference`), so
+    it rises as samples approach their training images whatever the training set has
+    become (memorized_frac's threshold shrinks with the training set's own spacing). NaN
+    without a threshold.
   """
   gen, n = generated[:max_samples], train.shape[0]
   if n < 2:
-    return {"gen_score": generalization_score(gen, train, pixel_mse), "memorized_frac": np.nan,
-            "unique_copied": np.nan}
+    dist, _ = nearest_train(gen, train)
+    return {"gen_score": _score(dist, gen.shape[1], pixel_mse), "memorized_frac": np.nan,
+            "unique_copied": np.nan, "copy_frac": _share_below(dist, copy_threshold)}
   dist, idx = knn(gen, train, 2)
   dist, idx = to_host(dist).astype(np.float64), to_host(idx)
   return {
       "gen_score": _score(dist[:, 0], gen.shape[1], pixel_mse),
       "memorized_frac": float(np.mean(dist[:, 0] < dist[:, 1] / 3)),
       "unique_copied": len(np.unique(idx[:n, 0])) / n,
+      "copy_frac": _share_below(dist[:, 0], copy_threshold),
   }
+
+
+def _share_below(dist: np.ndarray, threshold: float) -> float:
+  return float("nan") if np.isnan(threshold) else float(np.mean(dist < threshold))
+
+
+def heldout_reference(heldout, train, pixel_mse: bool,
+                      max_samples: int = 1000) -> tuple[float, float]:
+  """From one nearest-neighbour search of (up to `max_samples`) held-out real rows against
+  the real training rows: their generalization score (the score new real data gets) and
+  the copy threshold, a third of their median nearest distance (how near a sample must be
+  to its nearest training image to count as a copy, on the real data's scale)."""
+  dist, _ = nearest_train(heldout[:max_samples], train)
+  return _score(dist, heldout.shape[1], pixel_mse), float(np.median(dist)) / 3
 
 
 @jax.jit
