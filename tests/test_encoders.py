@@ -36,6 +36,22 @@ def test_dinov2_matches_transformers(hf_dinov2):
   assert np.abs(np.asarray(patches) - ref[:, 1:]).max() < 1e-4
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_dinov2_cpu_attention_equals_dot_product_attention(dtype):
+  """The per-image attention the CPU runs against jax.nn.dot_product_attention, on fresh
+  (B, 257, heads, 64) inputs, and `attention` lowers to it on the CPU only."""
+  rng = np.random.default_rng()
+  q, k, v = (jax.numpy.asarray(rng.normal(size=(3, 257, 6, 64)), dtype) for _ in range(3))
+  got = jax.jit(dinov2.attention)(q, k, v)
+  want = jax.nn.dot_product_attention(*(t.astype("float32") for t in (q, k, v)))
+  assert got.shape == want.shape and got.dtype == q.dtype
+  tol = 3e-2 if dtype == "bfloat16" else 2e-6
+  np.testing.assert_allclose(np.float32(got), want, atol=tol, rtol=tol)
+  gpu = jax.jit(dinov2.attention).trace(q, k, v).lower(lowering_platforms=("cuda",)).as_text()
+  assert "while" in jax.jit(dinov2.attention).lower(q, k, v).as_text()
+  assert "while" not in gpu  # no per-image loop off the CPU
+
+
 def test_dinov2_preprocess_matches_hf_processor():
   proc = BitImageProcessor(size={"shortest_edge": 256}, crop_size={"height": 224, "width": 224},
                            image_mean=list(dinov2.IMAGENET_MEAN),

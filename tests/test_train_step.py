@@ -150,3 +150,21 @@ def test_mesh_errors(devices):
   with pytest.raises(ValueError, match="unknown axes"):
     sharding.make_mesh({"model": 2}, devices)
   assert dict(sharding.make_mesh({"data": -1, "fsdp": 2}, devices).shape) == {"data": 4, "fsdp": 2}
+
+
+def test_cpu_kernels_in_the_sharded_step_equal_native_single_device(devices):
+  """The CPU's matmul convolution (its 2x2 level) and GroupNorm gradient, inside the step on
+  a (4, 2) mesh, train as XLA's native convolution and autodiff'd GroupNorm on 1 device."""
+  kw = dict(channels=(16, 32, 32), out_channels=1, attention_levels=(2,), norm_groups=8,
+            num_classes=10)
+  one = sharding.make_mesh({"data": 1, "fsdp": 1}, jax.devices()[:1])
+  many = sharding.make_mesh({"data": 4, "fsdp": 2}, devices)
+  losses1, state1 = run_steps(one, UNet(**kw, cpu_kernels=False), BATCHES)
+  losses8, state8 = run_steps(many, UNet(**kw), BATCHES)
+  np.testing.assert_allclose(losses1, losses8, rtol=1e-5)
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(state1.params),
+                          jax.tree.leaves(state8.params), strict=True):
+    if "['key']['bias']" in jax.tree_util.keystr(path):
+      continue  # a zero gradient: noise on any device (see above)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5,
+                               err_msg=jax.tree_util.keystr(path))

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from collapse_jax.models import conv as conv_lib
+from collapse_jax.models.norm import GroupNorm
 from collapse_jax.sharding import constrain_batch
 
 # Widths per resolution level (PAPER.md); the paper trains UNet48.
@@ -34,6 +36,20 @@ def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10000.0) -> j
   return emb
 
 
+def _conv(features: int, k: int, dtype, cpu_kernels: bool, strides: int = 1) -> nn.Conv:
+  """A k x k 'same' convolution: `models/conv.py`'s (the matmul form on the CPU's smallest
+  levels, XLA's own elsewhere) unless `cpu_kernels` is off."""
+  return nn.Conv(features, (k, k), strides=strides, padding=k // 2, dtype=dtype,
+                 conv_general_dilated=conv_lib.conv if cpu_kernels else None)
+
+
+def _norm(groups: int, dtype, cpu_kernels: bool) -> nn.Module:
+  """GroupNorm: `models/norm.py`'s two-pass gradient on the CPU unless `cpu_kernels` is off
+  (Flax's); the same parameters and results either way."""
+  cls = GroupNorm if cpu_kernels else nn.GroupNorm
+  return cls(num_groups=groups, epsilon=1e-5, dtype=dtype)
+
+
 class ResnetBlock(nn.Module):
   """GroupNorm-SiLU-Conv twice, time embedding added between; 1x1 shortcut if widths differ."""
 
@@ -41,11 +57,12 @@ class ResnetBlock(nn.Module):
   groups: int
   dropout: float = 0.0
   dtype: jnp.dtype = jnp.float32
+  cpu_kernels: bool = True
 
   @nn.compact
   def __call__(self, x, temb, train: bool):
-    norm = lambda: nn.GroupNorm(num_groups=self.groups, epsilon=1e-5, dtype=self.dtype)
-    conv = lambda k: nn.Conv(self.features, (k, k), padding=k // 2, dtype=self.dtype)
+    norm = lambda: _norm(self.groups, self.dtype, self.cpu_kernels)
+    conv = lambda k: _conv(self.features, k, self.dtype, self.cpu_kernels)
     # Pins every conv output to the batch split (see constrain_batch): left free, XLA
     # follows the fsdp-split kernel and splits it by channels, then pays all-to-alls.
     conv = lambda k, conv=conv: lambda y: constrain_batch(conv(k)(y))
@@ -66,12 +83,13 @@ class AttentionBlock(nn.Module):
   groups: int
   head_dim: int = 8
   dtype: jnp.dtype = jnp.float32
+  cpu_kernels: bool = True
 
   @nn.compact
   def __call__(self, x):
     b, height, width, c = x.shape
     heads = max(c // self.head_dim, 1)
-    h = nn.GroupNorm(num_groups=self.groups, epsilon=1e-5, dtype=self.dtype)(x)
+    h = _norm(self.groups, self.dtype, self.cpu_kernels)(x)
     h = h.reshape(b, height * width, c)
     q, k, v = (
         constrain_batch(nn.Dense(c, dtype=self.dtype, name=n)(h)).reshape(b, -1, heads, c // heads)
@@ -95,6 +113,9 @@ class UNet(nn.Module):
     out_channels: image channels.
     num_classes: > 0 adds a class embedding with one extra "null" class (index
       num_classes) for classifier-free guidance.
+    cpu_kernels: the CPU's faster forms (`models/conv.py`, `models/norm.py`; other
+      platforms lower them to XLA's own ops); False keeps XLA's convolution and Flax's
+      GroupNorm everywhere. Same parameters either way.
   """
 
   channels: Sequence[int]
@@ -106,10 +127,13 @@ class UNet(nn.Module):
   num_classes: int = 0
   dropout: float = 0.0
   dtype: jnp.dtype = jnp.float32
+  cpu_kernels: bool = True
 
   @nn.compact
   def __call__(self, x, t, labels=None, train: bool = False):
     chans, groups, dt = tuple(self.channels), self.norm_groups, self.dtype
+    ck = self.cpu_kernels
+    block = lambda ch: ResnetBlock(ch, groups, self.dropout, dt, ck)
     levels = len(chans)
     temb = timestep_embedding(t, chans[0])
     temb = nn.Dense(4 * chans[0], dtype=dt)(temb)
@@ -122,36 +146,36 @@ class UNet(nn.Module):
 
     # Every conv and projection output, here and inside the blocks, stays split over the
     # batch (constrain_batch); block outputs are sums of such outputs.
-    h = constrain_batch(nn.Conv(chans[0], (3, 3), padding=1, dtype=dt)(x.astype(dt)))
+    h = constrain_batch(_conv(chans[0], 3, dt, ck)(x.astype(dt)))
     skips = [h]
     for level, ch in enumerate(chans):
       for _ in range(self.layers_per_block):
-        h = ResnetBlock(ch, groups, self.dropout, dt)(h, temb, train)
+        h = block(ch)(h, temb, train)
         if level in self.attention_levels:
-          h = AttentionBlock(groups, self.head_dim, dt)(h)
+          h = AttentionBlock(groups, self.head_dim, dt, ck)(h)
         skips.append(h)
       if level < levels - 1:
-        h = constrain_batch(nn.Conv(ch, (3, 3), strides=2, padding=1, dtype=dt)(h))
+        h = constrain_batch(_conv(ch, 3, dt, ck, strides=2)(h))
         skips.append(h)
 
-    h = ResnetBlock(chans[-1], groups, self.dropout, dt)(h, temb, train)
-    h = AttentionBlock(groups, self.head_dim, dt)(h)
-    h = ResnetBlock(chans[-1], groups, self.dropout, dt)(h, temb, train)
+    h = block(chans[-1])(h, temb, train)
+    h = AttentionBlock(groups, self.head_dim, dt, ck)(h)
+    h = block(chans[-1])(h, temb, train)
 
     for level in reversed(range(levels)):
       for _ in range(self.layers_per_block + 1):
         h = jnp.concatenate([h, skips.pop()], axis=-1)
-        h = ResnetBlock(chans[level], groups, self.dropout, dt)(h, temb, train)
+        h = block(chans[level])(h, temb, train)
         if level in self.attention_levels:
-          h = AttentionBlock(groups, self.head_dim, dt)(h)
+          h = AttentionBlock(groups, self.head_dim, dt, ck)(h)
       if level > 0:
         b, height, width, c = h.shape
         h = jax.image.resize(h, (b, 2 * height, 2 * width, c), method="nearest")
-        h = constrain_batch(nn.Conv(chans[level], (3, 3), padding=1, dtype=dt)(h))
+        h = constrain_batch(_conv(chans[level], 3, dt, ck)(h))
     assert not skips
 
-    h = nn.swish(nn.GroupNorm(num_groups=groups, epsilon=1e-5, dtype=dt)(h))
-    h = nn.Conv(self.out_channels, (3, 3), padding=1, dtype=dt)(h)
+    h = nn.swish(_norm(groups, dt, ck)(h))
+    h = _conv(self.out_channels, 3, dt, ck)(h)
     return constrain_batch(h.astype(jnp.float32))
 
 
