@@ -121,6 +121,21 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+SELECTION_VARIANTS = ("greedy", "threshold", "random")
+
+
+def parse_variants(arg: str | None, allowed, config_file: str) -> set[str]:
+  """The comma-separated variants after a config file's colon, each checked against
+  `allowed`: an unknown one (a typo would otherwise start a different experiment) is a
+  ValueError naming the valid ones."""
+  variants = {v.strip() for v in arg.split(",") if v.strip()} if arg else set()
+  unknown = variants - set(allowed)
+  if unknown:
+    raise ValueError(f"{config_file}:{arg}: unknown variant(s) {sorted(unknown)}; valid "
+                     f"variants are {sorted(allowed)} (comma-separated).")
+  return variants
+
+
 def apply_selection_variant(config, variants: set[str]) -> None:
   """A config-file variant naming a selection picks it, with the paper's 2N candidate pool."""
   for selection in LOOP_SELECTIONS[1:]:

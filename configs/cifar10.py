@@ -3,19 +3,26 @@
   python scripts/recursive.py --config configs/cifar10.py --workdir runs/cifar10 \
       --config.data.path=/path/to/tfds_data_dir [--config.loop.selection=greedy]
 
-Variants: `accumulate`, `greedy`, `threshold`, `dino` (comma-separated). `dino` selects in
+Variants: `accumulate`, `greedy`, `threshold`, `random`, `dino` (comma-separated). `dino` selects in
 DINOv2 space with the paper's tau0 = 60 (decay 0.95 replace, 0.80 accumulate) and needs
 --config.features_weights=/path/to/dinov2-small; --config.eval.fid_weights=/path/to/
 pt_inception-2015-12-05-6726825d.pth adds FID and precision/recall. Needs an accelerator; the
 prepared TFDS data must already be on disk (nothing is downloaded).
 """
 
-from collapse_jax.config_lib import apply_selection_variant, base_config
+from collapse_jax.config_lib import (
+    SELECTION_VARIANTS,
+    apply_selection_variant,
+    base_config,
+    parse_variants,
+)
 from collapse_jax.models.unet import PRESETS
 
+VARIANTS = ("accumulate", "dino", *SELECTION_VARIANTS)
 
-def get_config(arg=None):
-  variants = set(arg.split(",")) if arg else set()
+
+def get_config(arg=None, config_file="configs/cifar10.py"):
+  variants = parse_variants(arg, VARIANTS, config_file)
   config = base_config()
   config.data.name = "cifar10"
   config.model.channels = PRESETS["unet48"]

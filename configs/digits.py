@@ -28,15 +28,19 @@ The schedule (T = 1000, linear betas), the epsilon loss, the optimizer family an
 selection algorithms are the paper's.
 """
 
-from collapse_jax.config_lib import apply_selection_variant, apply_smoke, base_config
+from collapse_jax.config_lib import (
+    SELECTION_VARIANTS,
+    apply_selection_variant,
+    apply_smoke,
+    base_config,
+    parse_variants,
+)
+
+VARIANTS = ("smoke", *SELECTION_VARIANTS)
 
 
-def get_config(arg=None):
-  variants = set(arg.split(",")) if arg else set()
-  unknown = variants - {"smoke", "greedy", "threshold", "random"}
-  if unknown:
-    raise ValueError(f"configs/digits.py: unknown variants {sorted(unknown)}; "
-                     "use smoke, greedy, threshold or random.")
+def get_config(arg=None, config_file="configs/digits.py"):
+  variants = parse_variants(arg, VARIANTS, config_file)
   config = base_config()
   config.data.name = "digits"
   config.model.channels = (16, 32, 32)  # 8x8 -> 4x4 -> 2x2

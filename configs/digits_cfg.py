@@ -12,9 +12,11 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import digits  # noqa: E402
 
+VARIANTS = digits.VARIANTS
+
 
 def get_config(arg=None):
-  config = digits.get_config(arg)
+  config = digits.get_config(arg, config_file="configs/digits_cfg.py")
   config.model.class_conditional = True
   config.train.label_dropout = 0.1
   config.sample.guidance_scale = 2.0

@@ -21,16 +21,22 @@ Add `,greedy`, `,threshold` or `,random` for selection from a 2N pool; `,smoke` 
 Any kind runs on any of these data through --config.model.kind / --config.data.name.
 """
 
-from collapse_jax.config_lib import apply_selection_variant, apply_smoke, base_config
+from collapse_jax.config_lib import (
+    SELECTION_VARIANTS,
+    apply_selection_variant,
+    apply_smoke,
+    base_config,
+    parse_variants,
+)
 
 VARIANTS = ("gaussian", "memorizer", "kde", "mog")
 
 
 def get_config(arg=None):
-  variants = set(arg.split(",")) if arg else {"gaussian"}
-  unknown = variants - {*VARIANTS, "smoke", "greedy", "threshold", "random"}
+  variants = parse_variants(arg, (*VARIANTS, "smoke", *SELECTION_VARIANTS),
+                            "configs/theory.py") or {"gaussian"}
   main = variants & set(VARIANTS)
-  if unknown or len(main) != 1:
+  if len(main) != 1:
     raise ValueError(f"configs/theory.py:{arg}: name one of {VARIANTS} (plus smoke, "
                      "greedy, threshold or random).")
   (main,) = main
