@@ -1,9 +1,60 @@
-"""The shared command line of the scripts: --config (ml_collections), --workdir, --overwrite."""
+"""The shared command line of the scripts: --config (ml_collections), --workdir, --overwrite.
+
+A user's mistake (a bad flag or config field, a missing path, a held workdir: the
+`collapse_jax.errors` classes and flag-parsing errors) prints one line, `error: ...`, and
+exits 2; Ctrl-C prints one line and exits 130; a full disk prints the path and its free
+space. COLLAPSE_DEBUG=1 shows the traceback of any of them. Anything else is a bug and keeps
+its traceback.
+"""
+
+import errno
+import os
+import re
+import shutil
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
 from collapse_jax import distributed, logs
+from collapse_jax.errors import UserError
+
+HELP = ("Print the config's fields and their defaults with --config=FILE --helpfull, or read "
+        "collapse_jax/config_lib.py:base_config; override any with --config.<section>.<field>"
+        "=value.")
+
+
+def _fail(message: str, code: int) -> None:
+  if os.environ.get("COLLAPSE_DEBUG") == "1":
+    raise  # noqa: PLE0704 (re-raises the exception being handled)
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(code)
+
+
+def _flag_message(e: Exception, argv) -> str:
+  """One line from a flag-parsing error: ml_collections embeds a config file's traceback in
+  its message (keep the exception's own line) and escapes an unknown field's message."""
+  inner = e
+  while isinstance(inner, BaseException) and inner.args:  # AttributeError(KeyError(text))
+    inner = inner.args[0]
+  lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
+  raised = [line for line in lines if re.match(r"^[\w.]*(Error|Exception): ", line)]
+  if raised:  # the config file's own exception, e.g. an unknown variant
+    return raised[-1].split(": ", 1)[1]
+  if isinstance(e, KeyError | AttributeError):  # an unknown --config.<field>
+    field = lines[0].strip("'\"") if lines else "?"
+    given = [a for a in argv if a.startswith("--config.") and field in a.split("=")[0]]
+    hint = " ".join(lines[1:])
+    return (f"{given[0].split('=')[0] if given else field}: no such config field. {hint} "
+            f"({HELP})")
+  return " ".join(lines)
+
+
+def _parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, KeyError, AttributeError) as e:
+    _fail(_flag_message(e, argv), 2)
 
 
 def run(job) -> None:
@@ -16,7 +67,21 @@ def run(job) -> None:
   def main(argv):
     del argv
     logs.setup()
-    distributed.initialize(config.value)
-    job(config.value, workdir.value, overwrite.value)
+    try:
+      distributed.initialize(config.value)
+      job(config.value, workdir.value, overwrite.value)
+    except UserError as e:
+      _fail(str(e), 2)
+    except KeyboardInterrupt:
+      _fail(f"interrupted; rerun the same command to resume {workdir.value} where it "
+            "stopped.", 130)
+    except OSError as e:
+      if e.errno != errno.ENOSPC:
+        raise
+      where = e.filename or workdir.value
+      free = shutil.disk_usage(os.path.dirname(os.path.abspath(where)) or ".").free
+      _fail(f"no space left on the device writing {where} ({free / 2**20:.0f} MiB free); "
+            "free some space (a run needs its checkpoints and samples) and rerun the same "
+            "command to resume.", 2)
 
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -14,6 +14,7 @@ import ml_collections
 from jax.experimental import multihost_utils
 
 from collapse_jax import workdir as workdir_lock
+from collapse_jax.errors import ConfigError, WorkdirError
 from collapse_jax.models.unet import PRESETS
 
 LOOP_SELECTIONS = ("none", "random", "greedy", "threshold")
@@ -131,7 +132,7 @@ def parse_variants(arg: str | None, allowed, config_file: str) -> set[str]:
   variants = {v.strip() for v in arg.split(",") if v.strip()} if arg else set()
   unknown = variants - set(allowed)
   if unknown:
-    raise ValueError(f"{config_file}:{arg}: unknown variant(s) {sorted(unknown)}; valid "
+    raise ConfigError(f"{config_file}:{arg}: unknown variant(s) {sorted(unknown)}; valid "
                      f"variants are {sorted(allowed)} (comma-separated).")
   return variants
 
@@ -157,7 +158,7 @@ def apply_smoke(config) -> None:
 
 def _check(ok: bool, field: str, message: str) -> None:
   if not ok:
-    raise ValueError(f"config.{field}: {message}")
+    raise ConfigError(f"config.{field}: {message}")
 
 
 VECTOR_DATA = ("gaussian", "mog")
@@ -263,7 +264,7 @@ def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
     diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if diff and not overwrite:
       shown = ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in diff[:8])
-      raise ValueError(
+      raise WorkdirError(
           f"workdir {workdir} holds a run with a different config: {shown}. Use another "
           "--workdir, or pass --overwrite to delete that run and start again."
       )

@@ -16,6 +16,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from collapse_jax.errors import ConfigError
+
 MESH_AXES = ("data", "fsdp")
 BATCH_AXES = ("data", "fsdp")
 
@@ -26,17 +28,17 @@ def make_mesh(shape: Mapping[str, int] | None = None, devices=None) -> Mesh:
   shape = dict(shape or {"data": -1, "fsdp": 1})
   unknown = set(shape) - set(MESH_AXES)
   if unknown:
-    raise ValueError(f"config.mesh has unknown axes {sorted(unknown)}; use {MESH_AXES}.")
+    raise ConfigError(f"config.mesh has unknown axes {sorted(unknown)}; use {MESH_AXES}.")
   sizes = [shape.get(a, 1) for a in MESH_AXES]
   if sizes.count(-1) > 1:
     raise ValueError("config.mesh: at most one axis may be -1.")
   known = math.prod(s for s in sizes if s != -1)
   if -1 in sizes:
     if len(devices) % known:
-      raise ValueError(f"config.mesh={shape}: {len(devices)} devices not divisible by {known}.")
+      raise ConfigError(f"config.mesh={shape}: {len(devices)} devices not divisible by {known}.")
     sizes[sizes.index(-1)] = len(devices) // known
   if math.prod(sizes) != len(devices):
-    raise ValueError(f"config.mesh={shape} needs {math.prod(sizes)} devices, have {len(devices)}.")
+    raise ConfigError(f"config.mesh={shape} needs {math.prod(sizes)} devices, have {len(devices)}.")
   return jax.make_mesh(
       tuple(sizes),
       MESH_AXES,

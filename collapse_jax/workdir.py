@@ -11,6 +11,8 @@ import fcntl
 import os
 import socket
 
+from collapse_jax.errors import WorkdirError
+
 LOCK_NAME = ".lock"
 _held: dict[str, int] = {}  # workdir -> open lock fd, for the life of this process
 
@@ -28,7 +30,7 @@ def claim(workdir: str) -> None:
   except BlockingIOError:
     holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "another process"
     os.close(fd)
-    raise RuntimeError(
+    raise WorkdirError(
         f"workdir {workdir} is in use by the run {holder}; wait for it to finish (re-running "
         "the same command then resumes or reports it finished), stop it, or use another "
         "--workdir.") from None

@@ -112,6 +112,7 @@ def test_sigkill_mid_training_and_at_a_phase_boundary_then_resume(tmp_path):
   run = tmp_path / "killed"
   # Mid-training in generation 2, then right after generation 1's pool was saved.
   kill_when(recursive(run), run / "gen_02" / "model" / "checkpoints" / "20")
+  _tear(run / "metrics.jsonl")  # a crash mid-write: the resume repairs it from the loop state
   resumed = recursive(run)
   kill_when(resumed, run / "gen_02" / "samples.png")
   final = recursive(run)
@@ -123,10 +124,19 @@ def test_sigkill_mid_training_and_at_a_phase_boundary_then_resume(tmp_path):
     for k in METRICS:
       assert a[k] == pytest.approx(b[k], rel=1e-5), k
 
+  done = (run / "metrics.jsonl").read_bytes(), (run / "metrics.csv").read_bytes()
+  _tear(run / "metrics.jsonl")  # damage to a finished run is noticed and repaired too
   again = recursive(run)
   out, _ = again.communicate(timeout=300)
-  assert again.returncode == 0 and "already finished" in out
-  assert read_jsonl(str(run / "metrics.jsonl")) == got
+  assert again.returncode == 0 and "already finished" in out and "repaired" in out
+  assert ((run / "metrics.jsonl").read_bytes(), (run / "metrics.csv").read_bytes()) == done
+
+
+def _tear(path):
+  """Cuts the file in the middle of its last line, as a crash during a write would."""
+  text = path.read_text()
+  assert text.endswith("\n")
+  path.write_text(text[: text.rstrip("\n").rfind("\n") + 1 + 25])
 
 
 @pytest.mark.parametrize("field,value,message", [

@@ -17,6 +17,7 @@ from jax.experimental import multihost_utils
 
 from collapse_jax.data import sources, synthetic
 from collapse_jax.data.digits import load_digits
+from collapse_jax.errors import ConfigError, DataPathError
 from collapse_jax.images import from_uint8
 
 
@@ -47,7 +48,7 @@ def read_source(source, resolution: int = 0, limit: int = 0, pad_to: int = 0,
   lo, hi = min(n, rank * per), min(n, (rank + 1) * per)
 
   if hi <= lo:
-    raise ValueError(f"config.data: {n} examples cannot be shared by {n_proc} processes; "
+    raise ConfigError(f"config.data: {n} examples cannot be shared by {n_proc} processes; "
                      "raise config.data.max_examples or check config.data.path.")
 
   def prepare(ex):
@@ -90,11 +91,11 @@ def _local_images(config) -> Dataset:
   """A folder of image files, or array_record files of encoded images (config.data.path)."""
   d = config.data
   if not d.path:
-    raise FileNotFoundError(
+    raise DataPathError(
         f"config.data.name={d.name!r} reads local images: set config.data.path to a folder "
         "of PNG/JPEG files or to array_record files of encoded images.")
   if not glob.glob(d.path):
-    raise FileNotFoundError(f"config.data.path={d.path} does not exist; point it at the "
+    raise DataPathError(f"config.data.path={d.path} does not exist; point it at the "
                             f"local {d.name} images (nothing is downloaded).")
   if os.path.isdir(d.path) and not glob.glob(os.path.join(d.path, "*.array_record*")):
     source = sources.ImageFolderSource(d.path, labels=d.labels)
@@ -134,5 +135,5 @@ def load_dataset(config) -> Dataset:
   """Loads `config.data.name`, optionally keeping the first `config.data.max_examples`."""
   name = config.data.name
   if name not in _LOADERS:
-    raise ValueError(f"config.data.name={name!r} is unknown; choose one of {sorted(_LOADERS)}.")
+    raise ConfigError(f"config.data.name={name!r} is unknown; choose one of {sorted(_LOADERS)}.")
   return _LOADERS[name](config)

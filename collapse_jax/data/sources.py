@@ -11,6 +11,8 @@ import os
 import numpy as np
 from PIL import Image
 
+from collapse_jax.errors import ConfigError, DataPathError
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
@@ -18,10 +20,14 @@ def tfds_source(name: str, data_dir: str, split: str = "train"):
   """`tfds.data_source` over a prepared local copy (ArrayRecord format; no TensorFlow)."""
   import tensorflow_datasets as tfds
 
+  if data_dir and not os.path.isdir(data_dir):  # else tfds reports a confusing format clash
+    raise DataPathError(
+        f"config.data.path={data_dir} does not exist: give the TFDS data_dir that holds a "
+        f"prepared {name} (`tfds build {name} --file_format=array_record --data_dir=DIR`).")
   try:
     return tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)
   except Exception as e:  # tfds raises several types for "not prepared here"
-    raise FileNotFoundError(
+    raise DataPathError(
         f"config.data.name={name!r}: no prepared TFDS {name} under config.data.path="
         f"{data_dir or '<default ~/tensorflow_datasets>'} ({type(e).__name__}: {e}). Prepare it "
         f"where there is network (`tfds build {name} --file_format=array_record "
@@ -39,17 +45,17 @@ class ImageFolderSource:
 
   def __init__(self, root: str, labels: bool = False):
     if not os.path.isdir(root):
-      raise FileNotFoundError(f"config.data.path={root} is not a directory of images.")
+      raise DataPathError(f"config.data.path={root} is not a directory of images.")
     self.paths = sorted(p for p in glob.glob(os.path.join(root, "**", "*"), recursive=True)
                         if p.lower().endswith(IMAGE_EXTENSIONS))
     if not self.paths:
-      raise FileNotFoundError(f"config.data.path={root} holds no {'/'.join(IMAGE_EXTENSIONS)} "
+      raise DataPathError(f"config.data.path={root} holds no {'/'.join(IMAGE_EXTENSIONS)} "
                               "files (searched recursively).")
     self.classes = []
     if labels:
       top = [os.path.relpath(p, root).split(os.sep)[0] for p in self.paths]
       if any(t == os.path.relpath(p, root) for t, p in zip(top, self.paths, strict=True)):
-        raise ValueError(f"config.data.labels=True needs every image of {root} inside a class "
+        raise ConfigError(f"config.data.labels=True needs every image of {root} inside a class "
                          "subdirectory; some lie at the top level.")
       self.classes = sorted(set(top))
       index = {c: i for i, c in enumerate(self.classes)}
@@ -75,7 +81,7 @@ class ArrayRecordImageSource:
     files = sorted(glob.glob(os.path.join(path, "*.array_record*")) if os.path.isdir(path)
                    else glob.glob(path))
     if not files:
-      raise FileNotFoundError(f"config.data.path={path} matches no .array_record files.")
+      raise DataPathError(f"config.data.path={path} matches no .array_record files.")
     self._source = grain.sources.ArrayRecordDataSource(files)
 
   def __len__(self) -> int:

@@ -15,6 +15,7 @@ from jax.sharding import Mesh
 from collapse_jax import sharding
 from collapse_jax.diffusion import sampling
 from collapse_jax.diffusion.schedule import Schedule
+from collapse_jax.errors import ConfigError
 from collapse_jax.images import to_uint8
 
 
@@ -37,7 +38,7 @@ def compiled_sampler(
 ):
   """A jitted sampler for one chunk of `shape[0]` images, sharded over the batch."""
   if method not in ("ddpm", "ddim"):
-    raise ValueError(f"config.sample.method={method!r}; use 'ddpm' or 'ddim'.")
+    raise ConfigError(f"config.sample.method={method!r}; use 'ddpm' or 'ddim'.")
   out = sharding.batch_sharding(mesh)
   fn = functools.partial(
       _sample_chunk, model=model, shape=shape, method=method, num_steps=num_steps, eta=eta,

@@ -10,6 +10,7 @@ import numpy as np
 from collapse_jax import config_lib
 from collapse_jax.diffusion.fit import fit, schedule_from_config
 from collapse_jax.diffusion.generate import generate
+from collapse_jax.errors import ConfigError
 from collapse_jax.images import save_grid
 from collapse_jax.models.unet import unet_from_config
 from collapse_jax.sharding import make_mesh, to_host
@@ -24,7 +25,7 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False) -> np.ndar
   returns the samples in [-1, 1]. A workdir of another config is refused unless `overwrite`.
   """
   if config.model.kind != "unet":
-    raise ValueError(f"config.model.kind={config.model.kind!r}: scripts/train.py trains the "
+    raise ConfigError(f"config.model.kind={config.model.kind!r}: scripts/train.py trains the "
                      "UNet on images; run other kinds through scripts/recursive.py.")
   ds, image_shape = config_lib.prepare_run(config, workdir, overwrite)
   mesh = make_mesh(config.mesh)

@@ -21,6 +21,7 @@ from flax import linen as nn
 from collapse_jax.encoders import weights
 from collapse_jax.encoders.extract import Encoder
 from collapse_jax.encoders.resize import resize_hw
+from collapse_jax.errors import DataPathError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -192,7 +193,7 @@ def load_dinov2(path: str, dtype=jnp.float32) -> tuple[Dinov2, dict]:
     cfg_path, st_path = os.path.join(path, "config.json"), os.path.join(path, "model.safetensors")
     for p in (cfg_path, st_path):
       if not os.path.exists(p):
-        raise FileNotFoundError(
+        raise DataPathError(
             f"DINOv2 weights: {p} is missing. Point config.features_weights at a local copy "
             "of the HF facebook/dinov2-small directory (config.json + model.safetensors).")
     with open(cfg_path) as f:

@@ -17,6 +17,7 @@ from flax import linen as nn
 from collapse_jax.encoders import weights
 from collapse_jax.encoders.extract import Encoder
 from collapse_jax.encoders.resize import resize_hw
+from collapse_jax.errors import DataPathError
 
 BN_EPS = 1e-3
 
@@ -196,7 +197,7 @@ def load_inception(path: str, dtype=jnp.float32) -> tuple[FIDInception, dict]:
   """(model, params) from pytorch-fid's .pth (needs torch) or its converted msgpack file."""
   if path.endswith((".pth", ".pt")):
     if not os.path.exists(path):
-      raise FileNotFoundError(f"FID Inception weights: {path} does not exist. Set "
+      raise DataPathError(f"FID Inception weights: {path} does not exist. Set "
                               "config.eval.fid_weights to a local pytorch-fid .pth or its "
                               "conversion (scripts/convert_weights.py).")
     params = params_from_torch(weights.read_torch(path), path)

@@ -12,6 +12,8 @@ import jax
 import numpy as np
 from flax import serialization, traverse_util
 
+from collapse_jax.errors import DataPathError
+
 
 def read_safetensors(path: str) -> dict[str, np.ndarray]:
   from safetensors.numpy import load_file
@@ -71,7 +73,7 @@ def save_converted(path: str, kind: str, config: dict, params) -> None:
 def load_converted(path: str, kind: str) -> tuple[dict, dict]:
   """(config, params) of a file written by `save_converted`, checking that it holds `kind`."""
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{kind} weights: {path} does not exist. Give a local path (see "
+    raise DataPathError(f"{kind} weights: {path} does not exist. Give a local path (see "
                             "README, 'Real data and encoders').")
   with open(path, "rb") as f:
     d = serialization.msgpack_restore(f.read())

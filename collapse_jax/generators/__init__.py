@@ -5,6 +5,7 @@ A new generative model is a new module here with a class of the `base.Generator`
 `config_lib.MODEL_KINDS`.
 """
 
+from collapse_jax.errors import ConfigError
 from collapse_jax.generators.base import Fitted, Generator
 from collapse_jax.generators.diffusion import Diffusion
 from collapse_jax.generators.gaussian import Gaussian
@@ -23,7 +24,7 @@ KINDS = {
 def make_generator(config, data_shape: tuple, num_classes: int, mesh) -> Generator:
   kind = config.model.kind
   if kind not in KINDS:
-    raise ValueError(f"config.model.kind={kind!r} is unknown; choose one of {sorted(KINDS)}.")
+    raise ConfigError(f"config.model.kind={kind!r} is unknown; choose one of {sorted(KINDS)}.")
   return KINDS[kind](config, tuple(data_shape), num_classes, mesh)
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from collapse_jax.data.sets import ImageSet
+from collapse_jax.errors import ConfigError
 
 PARADIGMS = ("replace", "accumulate", "accumulate_all", "fresh")
 
@@ -61,4 +62,4 @@ def next_training_set(
     if n - n_real:
       parts.append(newest.take(select(newest, n - n_real, rng)))
     return ImageSet.concat(parts)
-  raise ValueError(f"config.loop.paradigm={paradigm!r}; use one of {PARADIGMS}.")
+  raise ConfigError(f"config.loop.paradigm={paradigm!r}; use one of {PARADIGMS}.")

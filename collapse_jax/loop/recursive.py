@@ -24,6 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from collapse_jax import config_lib
+from collapse_jax.errors import ConfigError
 from collapse_jax.generators import make_generator
 from collapse_jax.images import to_uint8
 from collapse_jax.kernels.selection import greedy_select, threshold_decay_select
@@ -32,7 +33,7 @@ from collapse_jax.loop.embed import SPACES, Embedder
 from collapse_jax.loop.paradigms import ImageSet, next_training_set
 from collapse_jax.metrics import collapse
 from collapse_jax.metrics.precision_recall import precision_recall
-from collapse_jax.metrics.writer import MetricWriter, read_jsonl
+from collapse_jax.metrics.writer import sync_rows
 from collapse_jax.sharding import make_mesh, put_rows, rows_sharding, take_rows, to_host
 
 log = logging.getLogger(__name__)
@@ -112,13 +113,11 @@ def _restore(manager, mesh):
 
 
 def _sync_rows(path_dir: str, rows: list[dict]) -> None:
-  """Appends the finished generations' rows missing from metrics.jsonl (never rewrites)."""
-  have = {r["generation"] for r in read_jsonl(os.path.join(path_dir, "metrics.jsonl"))}
-  writer = MetricWriter(path_dir, "metrics")
-  for row in rows:
-    if row["generation"] not in have:
-      writer.write_scalars(row["generation"], row)
-  writer.close()
+  """metrics.jsonl and metrics.csv are derived from the loop state (the source of truth):
+  rewritten atomically, with a warning, whenever they disagree with its finished rows."""
+  repaired = sync_rows(path_dir, "metrics", [(r["generation"], r) for r in rows])
+  if repaired:
+    log.warning("repaired: %s", repaired)
 
 
 def _space_metrics(prefix, fd_key, f_train, f_pool, f_next, real_stats, mesh, pixel_mse,
@@ -192,7 +191,7 @@ def split_real(ds, lc, seed: int, conditional: bool, mesh) -> tuple[ImageSet, Im
   total = len(ds.images)
   n = lc.n_train or total - min(lc.n_heldout, total // 2)
   if n > total:
-    raise ValueError(f"config.loop.n_train={n} exceeds the {total} real images.")
+    raise ConfigError(f"config.loop.n_train={n} exceeds the {total} real images.")
   order = np.random.default_rng(seed).permutation(total)
   parts = order[:n], order[n:n + lc.n_heldout]
 
@@ -281,6 +280,7 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
     _save(manager, 0, current, pools, meta)
   else:
     current, pools, meta = restored
+    _sync_rows(workdir, meta["rows"])  # a torn or stale metrics file is repaired first
   if meta["generation"] >= G:
     log.info("%s already finished all %d generations; nothing to do.", workdir, G)
     _sync_rows(workdir, meta["rows"])

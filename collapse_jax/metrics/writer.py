@@ -5,6 +5,7 @@ user loads with pandas (`pd.read_json(path, lines=True)`).
 """
 
 import csv
+import io
 import json
 import logging
 import math
@@ -50,9 +51,8 @@ class MetricWriter:
   def write_scalars(self, step: int, scalars: dict) -> None:
     if not self.enabled:
       return
-    row = {"step": int(step), **{k: _plain(v) for k, v in scalars.items()}}
     with open(self.jsonl, "a") as f:
-      f.write(json.dumps(row) + "\n")
+      f.write(_row_line(step, scalars))
     if self._tb is not None:
       for k, v in scalars.items():
         self._tb.add_scalar(k, float(np.asarray(v)), int(step))
@@ -61,14 +61,60 @@ class MetricWriter:
     """Writes the CSV from the JSON lines and flushes TensorBoard."""
     if not self.enabled:
       return
-    rows = read_jsonl(self.jsonl)
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(self.csv, "w", newline="") as f:
-      writer = csv.DictWriter(f, fieldnames=keys)
-      writer.writeheader()
-      writer.writerows(rows)
+    _write_csv(self.csv, read_jsonl(self.jsonl))
     if self._tb is not None:
       self._tb.close()
+
+
+def _row_line(step: int, scalars: dict) -> str:
+  return json.dumps({"step": int(step), **{k: _plain(v) for k, v in scalars.items()}}) + "\n"
+
+
+def _write_atomic(path: str, text: str) -> None:
+  with open(path + ".tmp", "w", newline="") as f:
+    f.write(text)
+  os.replace(path + ".tmp", path)
+
+
+def sync_rows(workdir: str, name: str, rows: list[tuple[int, dict]]) -> str | None:
+  """Makes `<name>.jsonl` and `<name>.csv` hold exactly `rows` ((step, scalars) pairs, the
+  run state's record). Rows missing at the end are appended (the normal case, TensorBoard
+  too); a file that disagrees otherwise (a torn line, a lost or extra row, an edit) is
+  rewritten atomically (temp file + rename). Returns what was repaired, or None."""
+  if jax.process_index() != 0:
+    return None
+  jsonl, csv_path = (os.path.join(workdir, f"{name}.{ext}") for ext in ("jsonl", "csv"))
+  want = "".join(_row_line(step, scalars) for step, scalars in rows)
+  have = open(jsonl).read() if os.path.exists(jsonl) else ""
+  if want.startswith(have) and (not have or have.endswith("\n")):
+    writer = MetricWriter(workdir, name)
+    for step, scalars in rows[have.count("\n"):]:
+      writer.write_scalars(step, scalars)
+    writer.close()
+    return None
+  lines = have.splitlines(keepends=True)
+  torn = sum(1 for line in lines if not line.endswith("\n") or not _parses(line))
+  _write_atomic(jsonl, want)
+  _write_csv(csv_path, read_jsonl(jsonl))
+  return (f"{jsonl} held {len(lines)} lines ({torn} torn) where the run state has "
+          f"{len(rows)} finished rows; rewrote it and {name}.csv from the run state")
+
+
+def _write_csv(path: str, rows: list[dict]) -> None:
+  keys = list(dict.fromkeys(k for r in rows for k in r))
+  buf = io.StringIO()
+  writer = csv.DictWriter(buf, fieldnames=keys)
+  writer.writeheader()
+  writer.writerows(rows)
+  _write_atomic(path, buf.getvalue())
+
+
+def _parses(line: str) -> bool:
+  try:
+    json.loads(line)
+  except json.JSONDecodeError:
+    return False
+  return True
 
 
 def read_jsonl(path: str) -> list[dict]:

@@ -1,0 +1,58 @@
+"""A user's mistake is one line on stderr and exit 2; Ctrl-C is one line and exit 130."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "scripts", "recursive.py")
+
+
+def _run(*args, **kw):
+  env = {k: v for k, v in os.environ.items() if k != "COLLAPSE_DEBUG"}
+  return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
+                        cwd=ROOT, env=env, timeout=120, **kw)
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--config", "configs/cifar10.py:greddy"], "configs/cifar10.py:greddy: unknown variant"),
+    (["--config", "configs/digits.py", "--config.loop.generatons=3"],
+     '--config.loop.generatons: no such config field. Did you mean "generations"'),
+    (["--config", "configs/digits.py:smoke", "--config.train.batch_size=0"],
+     "config.train.batch_size: must be a positive integer"),
+    (["--config", "configs/cifar10.py", "--config.data.path=/nonexistent/tfds"],
+     "config.data.path=/nonexistent/tfds does not exist"),
+])
+def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, expect):
+  out = _run(*args, "--workdir", str(tmp_path / "w"))
+  assert out.returncode == 2, out.stderr
+  lines = [line for line in out.stderr.splitlines() if line.strip()]
+  assert lines[-1].startswith("error: ") and expect in lines[-1], out.stderr
+  assert "Traceback" not in out.stderr
+
+
+def test_debug_keeps_the_traceback(tmp_path):
+  out = subprocess.run([sys.executable, SCRIPT, "--config", "configs/digits.py:smoke",
+                        "--config.train.batch_size=0", "--workdir", str(tmp_path)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120,
+                       env=os.environ | {"COLLAPSE_DEBUG": "1"})
+  assert out.returncode != 0 and "Traceback" in out.stderr
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
+  proc = subprocess.Popen([sys.executable, SCRIPT, "--config", "configs/digits.py:smoke",
+                           "--config.train.num_steps=100000", "--workdir", str(tmp_path)],
+                          cwd=ROOT, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 120
+  while not (tmp_path / "gen_01").exists() and time.time() < deadline:
+    time.sleep(0.5)
+  time.sleep(3)
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 130, err
+  assert err.strip().splitlines()[-1].startswith("error: interrupted; rerun the same command")
+  assert "Traceback" not in err
