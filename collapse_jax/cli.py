@@ -24,10 +24,15 @@ HELP = ("Print the config's fields and their defaults with --config=FILE --helpf
         "=value.")
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int, hard: bool = False) -> None:
+  """Prints the one line and exits; `hard` skips interpreter teardown, which can crash
+  while XLA's threads are still inside an interrupted computation."""
   if os.environ.get("COLLAPSE_DEBUG") == "1":
     raise  # noqa: PLE0704 (re-raises the exception being handled)
   print(f"error: {message}", file=sys.stderr, flush=True)
+  if hard:
+    sys.stdout.flush()
+    os._exit(code)
   sys.exit(code)
 
 
@@ -74,7 +79,7 @@ def run(job) -> None:
       _fail(str(e), 2)
     except KeyboardInterrupt:
       _fail(f"interrupted; rerun the same command to resume {workdir.value} where it "
-            "stopped.", 130)
+            "stopped.", 130, hard=True)
     except OSError as e:
       if e.errno != errno.ENOSPC:
         raise

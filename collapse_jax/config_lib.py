@@ -6,6 +6,7 @@ field exists (unknown `--config.x` overrides are rejected by ml_collections) and
 """
 
 import json
+import logging
 import os
 import shutil
 
@@ -14,7 +15,7 @@ import ml_collections
 from jax.experimental import multihost_utils
 
 from collapse_jax import workdir as workdir_lock
-from collapse_jax.errors import ConfigError, WorkdirError
+from collapse_jax.errors import ConfigError
 from collapse_jax.models.unet import PRESETS
 
 LOOP_SELECTIONS = ("none", "random", "greedy", "threshold")
@@ -262,9 +263,16 @@ def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
       old = flatten(json.load(f))
     new = flatten(json.loads(config.to_json()))
     diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if diff == ["loop.generations"] and not overwrite:
+      extend = _check_extension(workdir, old["loop.generations"], new["loop.generations"])
+      diff = []  # the same experiment, run further: the old run's files stay
+      if extend and jax.process_index() == 0:
+        logging.info("%s: extending the run from %d to %d generations; the finished ones are "
+                     "kept as they are.", workdir, old["loop.generations"],
+                     new["loop.generations"])
     if diff and not overwrite:
       shown = ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in diff[:8])
-      raise WorkdirError(
+      raise ConfigError(
           f"workdir {workdir} holds a run with a different config: {shown}. Use another "
           "--workdir, or pass --overwrite to delete that run and start again."
       )
@@ -281,6 +289,17 @@ def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
       f.write(config.to_json(indent=2))
     os.replace(path + ".tmp", path)
   multihost_utils.sync_global_devices("prepare_workdir:written")
+
+
+def _check_extension(workdir: str, old: int, new: int) -> bool:
+  """Raising loop.generations continues a run (True); lowering it is refused, since the
+  finished generations past the new count would no longer belong to the config."""
+  if new < old:
+    raise ConfigError(
+        f"workdir {workdir} holds a run of loop.generations={old}; lowering it to {new} would "
+        "disown its later generations. Read the first generations from its metrics.jsonl, "
+        "or use another --workdir.")
+  return new > old
 
 
 def prepare_run(config, workdir: str, overwrite: bool):

@@ -188,3 +188,35 @@ def test_first_model_is_adopted_only_from_an_identical_setting(tmp_path):
   assert adopt_first_model(greedy, str(tmp_path / "src"), str(tmp_path / "m"))
   assert (tmp_path / "m" / "checkpoints" / "4" / "state").is_dir()
   assert not adopt_first_model(greedy, str(tmp_path / "src"), str(tmp_path / "m"))  # once
+
+
+def test_raising_generations_extends_a_finished_run(tmp_path):
+  """3 generations, then the same command with 5: rows 1-3 stay byte-identical, rows 4-5
+  equal a 5-generation run's; lowering the count is refused."""
+  import json
+
+  import theory  # noqa: PLC0415 (configs/theory.py: configs/ is on sys.path above)
+
+  from collapse_jax import config_lib, errors
+
+  def config(g):
+    c = theory.get_config("gaussian")
+    c.loop.generations = g
+    c.loop.pictures = False
+    return c
+
+  def timeless(rows):
+    return [{k: v for k, v in r.items() if not k.endswith("_s")} for r in rows]
+
+  run_recursive(config(3), str(tmp_path / "run"))
+  first = (tmp_path / "run" / "metrics.jsonl").read_text()
+  run_recursive(config(5), str(tmp_path / "run"))
+  text = (tmp_path / "run" / "metrics.jsonl").read_text()
+  assert text.startswith(first) and len(text.splitlines()) == 5
+  assert json.loads((tmp_path / "run" / "config.json").read_text())["loop"]["generations"] == 5
+  straight = run_recursive(config(5), str(tmp_path / "straight"))
+  assert timeless(read_jsonl(str(tmp_path / "run" / "metrics.jsonl"))) == timeless(
+      read_jsonl(str(tmp_path / "straight" / "metrics.jsonl")))
+  assert len(straight) == 5
+  with pytest.raises(errors.ConfigError, match="lowering it to 4"):
+    config_lib.prepare_workdir(config(4), str(tmp_path / "run"))

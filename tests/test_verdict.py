@@ -5,28 +5,40 @@ import numpy as np
 from collapse_jax.study import verdict
 
 
-def _rows(entropy, score, mem, held=3000.0):
-  series = zip(entropy, score, mem, strict=True)
+def _rows(entropy, score, mem, held=3000.0, copies=None):
+  copies = mem if copies is None else copies
+  series = zip(entropy, score, mem, copies, strict=True)
   return [{"generation": g + 1, "train_entropy": e, "gen_score": s, "memorized_frac": m,
-           "heldout_score": held} for g, (e, s, m) in enumerate(series)]
+           "copy_frac": c, "heldout_score": held} for g, (e, s, m, c) in enumerate(series)]
 
 
 def test_collapse_claims_hold_on_a_collapsing_run():
+  """Generalization (800 / 1120 = 0.71) turning into memorization (390 / 1120 = 0.35)."""
   rows = _rows([340, 320, 300, 305, 280, 270], [800, 500, 400, 380, 350, 390],
-               [0.01, 0.05, 0.1, 0.2, 0.2, 0.3])
+               [0.3, 0.2, 0.1, 0.05, 0.0, 0.0], held=1120.0,
+               copies=[0.01, 0.05, 0.1, 0.2, 0.2, 0.3])
   claims = verdict.collapse_claims(rows)
-  assert [c.holds for c in claims] == [True, True, True, True]
-  assert "4 falls" in claims[1].measured and "at least 4 of 5" in claims[1].text
-  assert "ratio 0.49" in claims[2].measured
+  assert [c.holds for c in claims] == [True] * 5
+  assert "= 0.714" in claims[0].measured and claims[1].measured.endswith("0.3482")
+  assert "4 falls" in claims[2].measured and "at least 4 of 5" in claims[2].text
+  assert "ratio 0.49" in claims[3].measured
+  assert "copy_frac" in claims[4].text  # decided on copy_frac, not the falling ratio test
 
 
 def test_collapse_claims_fail_where_the_numbers_do():
   rows = _rows([340, 350, 330, 340, 320, 330], [800, 700, 600, 500, 450, 420],
-               [0.3, 0.2, 0.1, 0.1, 0.1, 0.1], held=700.0)
+               [0.3, 0.2, 0.1, 0.1, 0.1, 0.1], held=1170.0)
   claims = verdict.collapse_claims(rows)
-  assert [c.verdict for c in claims] == ["does not hold"] * 4
+  assert [c.verdict for c in claims] == ["does not hold"] * 5
   table = verdict.markdown(claims)
-  assert "0 of 4 claims hold" in table and table.count("does not hold") == 4
+  assert "0 of 5 claims hold" in table and table.count("does not hold") == 5
+
+
+def test_copies_fall_back_to_the_ratio_test_without_held_out_data():
+  rows = [{"generation": g, "train_entropy": 3.0 - g, "memorized_frac": m}
+          for g, m in ((1, 0.1), (2, 0.3))]
+  claims = verdict.collapse_claims(rows)
+  assert "memorized_frac" in claims[-1].text and claims[-1].holds
 
 
 def test_claims_without_their_metrics_are_left_out():
@@ -55,5 +67,6 @@ def test_copy_test_context_reads_spacing_from_entropy():
   rows = [{"train_entropy": 300.0, "gen_score": 800.0, "pixel_dim": 64},
           {"train_entropy": 300.0 - 64 * np.log(4), "gen_score": 200.0, "pixel_dim": 64}]
   text = verdict.copy_test_context(rows)
-  assert "factor 0.25" in text and "image by 0.50" in text and "passes fewer" in text
+  assert "shrank by a factor 0.25" in text and "changed by a factor 0.50" in text
+  assert "passes fewer" in text
   assert verdict.copy_test_context(rows[:1]) is None

@@ -20,13 +20,14 @@ def tfds_source(name: str, data_dir: str, split: str = "train"):
   """`tfds.data_source` over a prepared local copy (ArrayRecord format; no TensorFlow)."""
   import tensorflow_datasets as tfds
 
-  if data_dir and not os.path.isdir(data_dir):  # else tfds reports a confusing format clash
-    raise DataPathError(
-        f"config.data.path={data_dir} does not exist: give the TFDS data_dir that holds a "
-        f"prepared {name} (`tfds build {name} --file_format=array_record --data_dir=DIR`).")
   try:
     return tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)
   except Exception as e:  # tfds raises several types for "not prepared here"
+    if data_dir and not os.path.isdir(data_dir):  # tfds would report a format clash
+      raise DataPathError(
+          f"config.data.path={data_dir} does not exist: give the TFDS data_dir that holds a "
+          f"prepared {name} (`tfds build {name} --file_format=array_record --data_dir=DIR`)."
+      ) from e
     raise DataPathError(
         f"config.data.name={name!r}: no prepared TFDS {name} under config.data.path="
         f"{data_dir or '<default ~/tensorflow_datasets>'} ({type(e).__name__}: {e}). Prepare it "

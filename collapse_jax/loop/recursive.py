@@ -200,6 +200,12 @@ def split_real(ds, lc, seed: int, conditional: bool, mesh) -> tuple[ImageSet, Im
     rows = to_uint8(ds.images[idx]) if ds.is_image else ds.images[idx].astype(np.float32)
     return ImageSet(put_rows(rows, mesh), labels, np.zeros(len(idx), np.int32))
 
+  if 0 < len(parts[1]) < lc.n_heldout:
+    log.warning("config.loop.n_heldout=%d, but only %d real images are left after "
+                "n_train=%d of %d: heldout_score and copy_frac's threshold use those %d; lower "
+                "config.loop.n_train to keep more.", lc.n_heldout, len(parts[1]), n, total,
+                len(parts[1]))
+  log.info("real data: %d training images, %d held out", n, len(parts[1]))
   if not len(parts[1]):
     if lc.n_heldout:
       log.warning("no real images left for config.loop.n_heldout: heldout_score is NaN; "
