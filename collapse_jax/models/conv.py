@@ -48,7 +48,8 @@ def matmul_conv(x: jax.Array, kernel: jax.Array, strides, padding,
 
 
 def _native(x, kernel, strides, padding, precision=None):
-  return lax.conv_general_dilated(x, kernel, tuple(strides), tuple(tuple(p) for p in padding),
+  """XLA's own convolution; `conv` passes strides and padding already as tuples."""
+  return lax.conv_general_dilated(x, kernel, strides, padding,
                                   dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                   precision=precision)
 
@@ -57,8 +58,9 @@ def conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None
          dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
          preferred_element_type=None):
   """`lax.conv_general_dilated`'s signature (what `flax.linen.Conv` calls): the matmul form
-  on the CPU, the native convolution on every other platform. Cases the matmul form does
-  not cover (dilation, groups, string padding, other layouts) take the native one."""
+  for inputs of at most MATMUL_MAX_PIXELS pixels on the CPU, the native convolution for
+  larger ones and on every other platform. Cases the matmul form does not cover (dilation,
+  groups, string padding, other layouts) take the native one."""
   plain = (
       lhs.ndim == 4 and feature_group_count == 1 and batch_group_count == 1
       and all(d == 1 for d in (lhs_dilation or (1, 1)) + (rhs_dilation or (1, 1)))
