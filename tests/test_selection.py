@@ -33,8 +33,12 @@ def test_greedy_equals_numpy_reference():
   x = fresh(777, 20)
   start = int(np.random.default_rng().integers(777))
   sel = np.asarray(greedy_select(x, 150, start=start))
-  assert sel.dtype == np.int32
-  np.testing.assert_array_equal(sel, numpy_farthest_point(x, 150, start))
+  assert sel.dtype == np.int32 and sel[0] == start
+  ref = numpy_farthest_point(x, 150, start)
+  # Equal up to the first float32 near-tie (rare at d = 20), the greedy rule throughout.
+  first_diff = int(np.argmax(sel != ref)) if (sel != ref).any() else 150
+  assert first_diff >= 20
+  assert_farthest_point_order(x, sel, 150)
 
 
 def test_greedy_has_higher_entropy_than_random():
@@ -101,36 +105,37 @@ def test_threshold_terminates_on_a_pool_of_duplicates():
   assert len({tuple(r) for r in x[sel[:5]]}) == 5
 
 
-def numpy_masked_farthest_point(x, n_select, start):
-  """The authors' greedy: chosen points are masked with -inf, so none is chosen twice."""
+def assert_farthest_point_order(x, sel, n_check, rtol=1e-4):
+  """Each of the first `n_check` picks is farthest (to rtol, float64) from those before it:
+  the greedy rule itself, which holds whichever of two float32-tied candidates was taken."""
   x = x.astype(np.float64)
-  selected = [start]
-  mind = np.linalg.norm(x - x[start], axis=1)
-  mind[start] = -np.inf
-  for _ in range(n_select - 1):
-    g = int(np.argmax(mind))
-    selected.append(g)
+  mind = np.linalg.norm(x - x[sel[0]], axis=1)
+  taken = np.zeros(len(x), bool)
+  taken[sel[0]] = True
+  for i, g in enumerate(sel[1:n_check], start=1):
+    best = mind[~taken].max()
+    assert not taken[g], f"pick {i} repeats index {g}"
+    assert mind[g] >= best * (1 - rtol), f"pick {i}: distance {mind[g]} < farthest {best}"
+    taken[g] = True
     mind = np.minimum(mind, np.linalg.norm(x - x[g], axis=1))
-    mind[selected] = -np.inf
-  return np.array(selected)
 
 
 @pytest.mark.parametrize("sharded", [False, True])
 def test_greedy_never_selects_an_index_twice(devices, sharded):
   """800 picks from a pool of 1,000 rows with only 700 distinct: 800 distinct indices, all
-  700 distinct rows first, then other copies (as the authors' mask)."""
+  700 distinct rows first, then other copies (as the authors' -inf mask)."""
   rng = np.random.default_rng()
   distinct = fresh(700, 12)
   x = np.concatenate([distinct, distinct[rng.integers(0, 700, 300)]])[rng.permutation(1000)]
   mesh = make_mesh({"data": 8, "fsdp": 1}, devices) if sharded else None
   start = int(rng.integers(1000))
   sel = np.asarray(greedy_select(x, 800, start=start, mesh=mesh))
+  assert sel[0] == start
   assert len(set(sel.tolist())) == 800
   assert len({r.tobytes() for r in x[sel[:700]]}) == 700
-  # Row for row with the reference while distances decide (which copy of a row is taken,
-  # and the order among copies, is float32 rounding between equal rows).
-  ref = numpy_masked_farthest_point(x, 800, start)
-  np.testing.assert_array_equal(x[sel[:700]], x[ref[:700]])
+  # While distances decide, every pick is the farthest point (ties within float32 rounding
+  # may go either way, so the order is checked by the rule, not against one sequence).
+  assert_farthest_point_order(x, sel, 700)
 
 
 def test_sharded_equals_single_device(devices):
