@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 WORKDIR ?= runs/digits
 ARGS ?=
 
-.PHONY: run test lint setup bench clean
+AOT := .venv-aot
+
+.PHONY: run test lint setup aot-setup bench clean
 
 $(BIN)/activate: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,14 +17,24 @@ $(BIN)/activate: pyproject.toml
 
 setup: $(BIN)/activate
 
+# XLA's TPU/GPU compilers for scripts/plan.py and tests/aot (no chip needed).
+$(AOT)/bin/activate: pyproject.toml
+	$(PY) -m venv $(AOT)
+	$(AOT)/bin/pip install --quiet --upgrade pip
+	$(AOT)/bin/pip install --quiet -e '.[aot]'
+	touch $(AOT)/bin/activate
+
+aot-setup: $(AOT)/bin/activate
+
 # Three arms side by side (vanilla, greedy, threshold), then $(WORKDIR)/compare.md.
 run: setup
 	$(BIN)/python scripts/arms.py --config configs/digits.py --arms vanilla,greedy,threshold \
 	    --workdir $(WORKDIR) $(ARGS)
 
-test: setup
+test: setup aot-setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests --ignore=tests/aot
+	$(AOT)/bin/python -m pytest -q tests/aot
 
 lint: setup
 	$(BIN)/ruff check .

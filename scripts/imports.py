@@ -25,6 +25,7 @@ LAYERS = (
     ("generators", ("generators",)),
     ("loop", ("loop",)),
     ("study", ("study",)),
+    ("plan", ("plan",)),
 )
 
 

@@ -19,13 +19,22 @@ from collapse_jax.errors import ConfigError
 from collapse_jax.images import to_uint8
 
 
+def _eps_fn(model, params, labels, guidance_scale):
+  apply_fn = lambda p, x, t, y=None: model.apply({"params": p}, x, t, y)
+  return sampling.guided_eps_fn(apply_fn, params, labels, guidance_scale, model.num_classes)
+
+
+def _check_method(method: str) -> None:
+  if method not in ("ddpm", "ddim"):
+    raise ConfigError(f"config.sample.method={method!r}; use 'ddpm' or 'ddim'.")
+
+
 def _sample_chunk(params, rng, labels, schedule, *, model, shape, method, num_steps, eta,
                   guidance_scale, clip_x0, out_sharding):
   noise_rng, step_rng = jax.random.split(rng)
   noise = jax.random.normal(noise_rng, shape, jnp.float32)
   noise = jax.lax.with_sharding_constraint(noise, out_sharding)
-  apply_fn = lambda p, x, t, y=None: model.apply({"params": p}, x, t, y)
-  eps_fn = sampling.guided_eps_fn(apply_fn, params, labels, guidance_scale, model.num_classes)
+  eps_fn = _eps_fn(model, params, labels, guidance_scale)
   if method == "ddpm":
     return sampling.ddpm_sample(eps_fn, schedule, noise, step_rng, clip_x0=clip_x0)
   return sampling.ddim_sample(eps_fn, schedule, noise, step_rng, num_steps, eta, clip_x0)
@@ -37,13 +46,35 @@ def compiled_sampler(
     guidance_scale: float, clip_x0: bool,
 ):
   """A jitted sampler for one chunk of `shape[0]` images, sharded over the batch."""
-  if method not in ("ddpm", "ddim"):
-    raise ConfigError(f"config.sample.method={method!r}; use 'ddpm' or 'ddim'.")
+  _check_method(method)
   out = sharding.batch_sharding(mesh)
   fn = functools.partial(
       _sample_chunk, model=model, shape=shape, method=method, num_steps=num_steps, eta=eta,
       guidance_scale=guidance_scale, clip_x0=clip_x0, out_sharding=out,
   )
+  return jax.jit(sharding.under_mesh(fn, mesh), out_shardings=out)
+
+
+def _denoise(params, x, i, rng, labels, schedule, *, model, method, num_steps, eta,
+             guidance_scale, clip_x0):
+  eps_fn = _eps_fn(model, params, labels, guidance_scale)
+  if method == "ddpm":
+    return sampling.ddpm_step(eps_fn, schedule, x, schedule.num_steps - 1 - i, rng, clip_x0)
+  return sampling.ddim_step(eps_fn, schedule, x, i, rng, num_steps, eta, clip_x0)
+
+
+@functools.cache
+def compiled_denoise_step(
+    mesh: Mesh, model: nn.Module, method: str, num_steps: int, eta: float,
+    guidance_scale: float, clip_x0: bool,
+):
+  """One step (loop index i) of the sampler's `lax` loop, jitted alone with the same
+  shardings: `(params, x, i, rng, labels, schedule) -> x`. What the loop repeats; a plan
+  costs the sampler from it, as cost models count a while loop's body once."""
+  _check_method(method)
+  out = sharding.batch_sharding(mesh)
+  fn = functools.partial(_denoise, model=model, method=method, num_steps=num_steps, eta=eta,
+                         guidance_scale=guidance_scale, clip_x0=clip_x0)
   return jax.jit(sharding.under_mesh(fn, mesh), out_shardings=out)
 
 

@@ -20,6 +20,23 @@ def _predict_x0(schedule: Schedule, x, eps, t, clip: bool):
   return jnp.clip(x0, -1.0, 1.0) if clip else x0
 
 
+def ddpm_step(eps_fn: EpsFn, schedule: Schedule, x: jax.Array, t, rng: jax.Array,
+              clip_x0: bool = True) -> jax.Array:
+  """One ancestral step x_t -> x_{t-1}: the body of `ddpm_sample` (and what a plan
+  compiles as one denoising step)."""
+  abar = schedule.alphas_cumprod
+  abar_prev = jnp.concatenate([jnp.ones((1,), abar.dtype), abar[:-1]])
+  tb = jnp.full((x.shape[0],), t, jnp.int32)
+  eps = eps_fn(x, tb).astype(jnp.float32)
+  x0 = _predict_x0(schedule, x, eps, t, clip_x0)
+  beta = schedule.betas[t]
+  coef_x0 = jnp.sqrt(abar_prev[t]) * beta / (1.0 - abar[t])
+  coef_xt = jnp.sqrt(1.0 - beta) * (1.0 - abar_prev[t]) / (1.0 - abar[t])
+  var = beta * (1.0 - abar_prev[t]) / (1.0 - abar[t])
+  z = jax.random.normal(jax.random.fold_in(rng, t), x.shape, jnp.float32)
+  return coef_x0 * x0 + coef_xt * x + jnp.sqrt(jnp.maximum(var, 1e-20)) * z * (t > 0)
+
+
 def ddpm_sample(
     eps_fn: EpsFn, schedule: Schedule, noise: jax.Array, rng: jax.Array, clip_x0: bool = True
 ) -> jax.Array:
@@ -29,20 +46,9 @@ def ddpm_sample(
   to the mean of q(x_{t-1} | x_t, x0), adding noise for t > 0.
   """
   num_steps = schedule.num_steps
-  abar = schedule.alphas_cumprod
-  abar_prev = jnp.concatenate([jnp.ones((1,), abar.dtype), abar[:-1]])
 
   def body(i, x):
-    t = num_steps - 1 - i
-    tb = jnp.full((x.shape[0],), t, jnp.int32)
-    eps = eps_fn(x, tb).astype(jnp.float32)
-    x0 = _predict_x0(schedule, x, eps, t, clip_x0)
-    beta = schedule.betas[t]
-    coef_x0 = jnp.sqrt(abar_prev[t]) * beta / (1.0 - abar[t])
-    coef_xt = jnp.sqrt(1.0 - beta) * (1.0 - abar_prev[t]) / (1.0 - abar[t])
-    var = beta * (1.0 - abar_prev[t]) / (1.0 - abar[t])
-    z = jax.random.normal(jax.random.fold_in(rng, t), x.shape, jnp.float32)
-    return coef_x0 * x0 + coef_xt * x + jnp.sqrt(jnp.maximum(var, 1e-20)) * z * (t > 0)
+    return ddpm_step(eps_fn, schedule, x, num_steps - 1 - i, rng, clip_x0)
 
   return jax.lax.fori_loop(0, num_steps, body, noise.astype(jnp.float32))
 
@@ -55,6 +61,26 @@ def ddim_timesteps(num_train_steps: int, num_steps: int) -> jax.Array:
   return (jnp.arange(num_steps, dtype=jnp.int32) * stride)[::-1]
 
 
+def ddim_step(eps_fn: EpsFn, schedule: Schedule, x: jax.Array, i, rng: jax.Array,
+              num_steps: int = 50, eta: float = 0.0, clip_x0: bool = True) -> jax.Array:
+  """Step i of `num_steps` DDIM steps: the body of `ddim_sample`."""
+  ts = ddim_timesteps(schedule.num_steps, num_steps)
+  ts_prev = jnp.concatenate([ts[1:], jnp.array([-1], jnp.int32)])
+  abar = schedule.alphas_cumprod
+  t, t_prev = ts[i], ts_prev[i]
+  tb = jnp.full((x.shape[0],), t, jnp.int32)
+  eps = eps_fn(x, tb).astype(jnp.float32)
+  x0 = _predict_x0(schedule, x, eps, t, clip_x0)
+  if clip_x0:  # keep eps consistent with the clipped x0
+    eps = (x - jnp.sqrt(abar[t]) * x0) / jnp.sqrt(1.0 - abar[t])
+  a_t = abar[t]
+  a_prev = jnp.where(t_prev >= 0, abar[jnp.maximum(t_prev, 0)], 1.0)
+  sigma = eta * jnp.sqrt((1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev))
+  z = jax.random.normal(jax.random.fold_in(rng, i), x.shape, jnp.float32)
+  direction = jnp.sqrt(jnp.maximum(1.0 - a_prev - sigma**2, 0.0)) * eps
+  return jnp.sqrt(a_prev) * x0 + direction + sigma * z
+
+
 def ddim_sample(
     eps_fn: EpsFn,
     schedule: Schedule,
@@ -65,23 +91,10 @@ def ddim_sample(
     clip_x0: bool = True,
 ) -> jax.Array:
   """DDIM (Song et al.) with `num_steps` steps; eta=0 is deterministic, eta=1 DDPM-like."""
-  ts = ddim_timesteps(schedule.num_steps, num_steps)
-  ts_prev = jnp.concatenate([ts[1:], jnp.array([-1], jnp.int32)])
-  abar = schedule.alphas_cumprod
+  ddim_timesteps(schedule.num_steps, num_steps)  # checks num_steps before tracing the loop
 
   def body(i, x):
-    t, t_prev = ts[i], ts_prev[i]
-    tb = jnp.full((x.shape[0],), t, jnp.int32)
-    eps = eps_fn(x, tb).astype(jnp.float32)
-    x0 = _predict_x0(schedule, x, eps, t, clip_x0)
-    if clip_x0:  # keep eps consistent with the clipped x0
-      eps = (x - jnp.sqrt(abar[t]) * x0) / jnp.sqrt(1.0 - abar[t])
-    a_t = abar[t]
-    a_prev = jnp.where(t_prev >= 0, abar[jnp.maximum(t_prev, 0)], 1.0)
-    sigma = eta * jnp.sqrt((1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev))
-    z = jax.random.normal(jax.random.fold_in(rng, i), x.shape, jnp.float32)
-    direction = jnp.sqrt(jnp.maximum(1.0 - a_prev - sigma**2, 0.0)) * eps
-    return jnp.sqrt(a_prev) * x0 + direction + sigma * z
+    return ddim_step(eps_fn, schedule, x, i, rng, num_steps, eta, clip_x0)
 
   return jax.lax.fori_loop(0, num_steps, body, noise.astype(jnp.float32))
 

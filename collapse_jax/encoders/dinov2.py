@@ -63,9 +63,12 @@ def _attention_per_image(q, k, v):
   return jax.lax.map(one, (q, k, v))
 
 
-def attention(q, k, v):
+def attention(q, k, v, cpu_kernels: bool = True):
   """(B, T, heads, head_dim) softmax attention: per image on the CPU, jax's fused
-  `dot_product_attention` on every other platform (cuDNN's on a GPU)."""
+  `dot_product_attention` on every other platform (cuDNN's on a GPU) and, without
+  `cpu_kernels`, on the CPU too (what a cost model counts whole: it sees a loop once)."""
+  if not cpu_kernels:
+    return jax.nn.dot_product_attention(q, k, v)
   return jax.lax.platform_dependent(q, k, v, cpu=_attention_per_image,
                                     default=jax.nn.dot_product_attention)
 
@@ -75,6 +78,7 @@ class Block(nn.Module):
 
   config: Dinov2Config
   dtype: jnp.dtype = jnp.float32
+  cpu_kernels: bool = True
 
   @nn.compact
   def __call__(self, x):
@@ -87,7 +91,7 @@ class Block(nn.Module):
     h = norm(name="norm1")(x)
     split = lambda t: t.reshape(*t.shape[:2], heads, head_dim)
     q, k, v = (split(dense(c.hidden_size, name=n)(h)) for n in ("q_proj", "k_proj", "v_proj"))
-    h = attention(q, k, v).reshape(x.shape[:2] + (c.hidden_size,))
+    h = attention(q, k, v, self.cpu_kernels).reshape(x.shape[:2] + (c.hidden_size,))
     x = x + scale("layer_scale1") * dense(c.hidden_size, name="o_proj")(h)
 
     h = norm(name="norm2")(x)
@@ -100,6 +104,7 @@ class Dinov2(nn.Module):
 
   config: Dinov2Config = Dinov2Config()
   dtype: jnp.dtype = jnp.float32
+  cpu_kernels: bool = True  # False: the CPU runs the other platforms' attention
 
   @nn.compact
   def __call__(self, pixels):
@@ -117,7 +122,7 @@ class Dinov2(nn.Module):
     x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, c.hidden_size)).astype(x.dtype), x], 1)
     x = x + jnp.concatenate([pos[:, :1], patch_pos.reshape(1, gh * gw, -1)], 1).astype(x.dtype)
     for i in range(c.num_hidden_layers):
-      x = Block(c, self.dtype, name=f"layer_{i}")(x)
+      x = Block(c, self.dtype, self.cpu_kernels, name=f"layer_{i}")(x)
     x = nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=jnp.float32, name="norm")(x)
     return x[:, 0], x[:, 1:]
 

@@ -1,0 +1,96 @@
+"""Collectives of a compiled program, read from its optimized HLO text: kind, bytes, group.
+
+Bytes are those one device holds of the collective's result (all-gather: the gathered
+array; reduce-scatter: the full input, as it is what moves). Async pairs count once, at
+their `-start`.
+"""
+
+import dataclasses
+import math
+import re
+
+import numpy as np
+
+KINDS = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
+_DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2,
+                "s32": 4, "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8, "c64": 8,
+                "c128": 16, "f8e4m3fn": 1, "f8e5m2": 1}
+_ARRAY = re.compile(r"\b(" + "|".join(_DTYPE_BYTES) + r")\[([\d,]*)\]")
+_OP = re.compile(r"=\s*(\(.*?\)|\S+)\s+(" + "|".join(KINDS) + r")(-start)?\(")
+
+
+@dataclasses.dataclass(frozen=True)
+class Collective:
+  kind: str
+  bytes: int
+  group: int  # devices taking part in each group
+
+
+def _array_bytes(text: str) -> list[int]:
+  return [_DTYPE_BYTES[d] * math.prod(int(s) for s in dims.split(",") if s)
+          for d, dims in _ARRAY.findall(text)]
+
+
+def _split_tuple(shape: str) -> list[str]:
+  """Top-level elements of a tuple shape '(a, (b, c), d)'."""
+  inner, depth, cur, out = shape[1:-1], 0, "", []
+  for ch in inner:
+    depth += ch == "("
+    depth -= ch == ")"
+    if ch == "," and depth == 0:
+      out.append(cur)
+      cur = ""
+    else:
+      cur += ch
+  return out + [cur] if cur.strip() else out
+
+
+def _group_size(line: str, num_devices: int) -> int:
+  m = re.search(r"replica_groups=\[(\d+),(\d+)\]<=", line)
+  if m:
+    return int(m.group(2))
+  m = re.search(r"replica_groups=\{\{([\d,]*)\}", line)
+  if m and m.group(1):
+    return len(m.group(1).split(","))
+  m = re.search(r"source_target_pairs=\{([^}]*)\}", line)
+  if m:
+    return 2
+  return num_devices
+
+
+def collectives(hlo_text: str, num_devices: int) -> list[Collective]:
+  """Every collective in the module's computations, in order of appearance."""
+  found = []
+  for line in hlo_text.splitlines():
+    m = _OP.search(line)
+    if not m or "-done" in line.split("=")[0]:
+      continue
+    shape, kind, start = m.group(1), m.group(2), m.group(3)
+    if start and shape.startswith("(") and kind in ("all-gather", "collective-permute"):
+      parts = _split_tuple(shape)
+      shape = parts[1] if len(parts) > 1 else shape  # (operand, output[, contexts])
+    size = int(np.sum(_array_bytes(shape)))
+    group = _group_size(line, num_devices)
+    if kind == "reduce-scatter":
+      size *= group
+    found.append(Collective(kind, size, group))
+  return found
+
+
+def summary(found: list[Collective]) -> dict[str, dict]:
+  """{kind: {'count', 'bytes'}} over a list of collectives."""
+  out = {}
+  for c in found:
+    d = out.setdefault(c.kind, {"count": 0, "bytes": 0})
+    d["count"] += 1
+    d["bytes"] += c.bytes
+  return out
+
+
+def seconds(c: Collective, bandwidth: float) -> float:
+  """Ring-algorithm lower bound of one collective over links of `bandwidth` bytes/s."""
+  p = max(c.group, 1)
+  if p == 1:
+    return 0.0
+  factor = {"all-reduce": 2 * (p - 1) / p, "collective-permute": 1.0}.get(c.kind, (p - 1) / p)
+  return factor * c.bytes / bandwidth

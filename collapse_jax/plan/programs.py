@@ -1,0 +1,277 @@
+"""Every jitted program of one generation of the loop, as the loop builds it, with abstract
+inputs (`jax.ShapeDtypeStruct`s carrying the loop's shardings): nothing is allocated, and
+neither data nor encoder weights are read, only their shapes.
+
+Each `Program` says how often a generation calls it. A program built around a `lax` loop
+also carries its `unit`, the loop body jitted alone, and the body's trip count: XLA's cost
+models count a while loop's body once, so FLOPs, bytes and collectives per call are the
+unit's times `trips`.
+"""
+
+import dataclasses
+import functools
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from collapse_jax import sharding
+from collapse_jax.diffusion import generate
+from collapse_jax.diffusion.fit import schedule_from_config
+from collapse_jax.diffusion.state import make_optimizer
+from collapse_jax.diffusion.step import compiled_train_step, init_state, state_shardings
+from collapse_jax.encoders import dinov2, extract, inception
+from collapse_jax.errors import ConfigError
+from collapse_jax.kernels import entropy, knn, selection
+from collapse_jax.models.unet import unet_from_config
+
+# (H, W, C) and classes of the datasets by name; images / ffhq take config.data.resolution.
+DATA_SHAPES = {"digits": ((8, 8, 1), 10), "mnist": ((32, 32, 1), 10),
+               "cifar10": ((32, 32, 3), 10)}
+KNN_BLOCK = 1024  # kernels.entropy's default block, as the loop calls it
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+  """A jitted function, its abstract arguments and its calls per generation."""
+
+  name: str
+  fn: Any
+  args: tuple
+  calls: float
+  unit: "Program | None" = None
+  trips: float = 1.0
+  used: bool = True
+  note: str = ""
+  split: int = 0  # devices the work is split over (0: the whole mesh)
+
+
+def data_shape(config) -> tuple[tuple[int, int, int], int]:
+  """(H, W, C) and the number of classes of config.data, from its name alone."""
+  d = config.data
+  if d.name in DATA_SHAPES:
+    shape, classes = DATA_SHAPES[d.name]
+    if d.resolution:
+      shape = (d.resolution, d.resolution, shape[2])
+    return shape, classes
+  if d.name in ("ffhq", "images"):
+    if not d.resolution:
+      raise ConfigError(f"config.data.resolution: a plan for data.name={d.name!r} needs the "
+                        "image side (e.g. --config.data.resolution=32).")
+    return (d.resolution, d.resolution, 3), 0
+  raise ConfigError(f"config.data.name={d.name!r}: a plan covers image data "
+                    f"({sorted(DATA_SHAPES) + ['ffhq', 'images']}).")
+
+
+def _abstract(tree, shardings):
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      tree, shardings)
+
+
+def _like(x, mesh):
+  """An abstract array like `x`, replicated over `mesh`."""
+  return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(mesh, P()))
+
+
+def _key(mesh):
+  return _like(jax.eval_shape(lambda: jax.random.key(0)), mesh)
+
+
+def sizes(config) -> dict[str, int]:
+  """N, the pool, and the sampler's chunk (as `generate` rounds it) of config.loop."""
+  n = int(config.loop.n_train) or 50_000
+  return {"n": n, "pool": n * int(config.loop.pool_factor)}
+
+
+def _chunk(config, devices, num_images):
+  c, d = int(config.sample.batch_size), devices
+  return max(d, (min(c, num_images) + d - 1) // d * d)
+
+
+def diffusion_programs(config, mesh: Mesh, cpu_kernels: bool = True,
+                       round_to: int = 0) -> list[Program]:
+  """The train step and the sampler (its whole loop, and one denoising step)."""
+  shape, classes = data_shape(config)
+  model = unet_from_config(config.model, shape, classes)
+  if not cpu_kernels:
+    model = model.clone(cpu_kernels=False)
+  tc, sc = config.train, config.sample
+  tx = make_optimizer(config.optim, int(tc.num_steps))
+  ema = float(tc.ema_decay) > 0
+  init = functools.partial(init_state, model=model, tx=tx, image_shape=shape, ema=ema)
+  state_sh = state_shardings(mesh, model, tx, shape, ema)
+  state = _abstract(jax.eval_shape(init, jax.random.key(0)), state_sh)
+  schedule = jax.eval_shape(lambda: schedule_from_config(config))
+  schedule = jax.tree.map(lambda x: _like(x, mesh), schedule)
+  batch_sh = sharding.batch_sharding(mesh)
+  b = int(tc.batch_size)
+  if b % mesh.size:
+    raise ConfigError(f"config.train.batch_size={b} does not divide over the {mesh.size} "
+                      "devices of the mesh.")
+  batch = {"image": jax.ShapeDtypeStruct((b, *shape), jnp.float32, sharding=batch_sh)}
+  labels = None
+  if model.num_classes:
+    batch["label"] = jax.ShapeDtypeStruct((b,), jnp.int32, sharding=batch_sh)
+  step = compiled_train_step(mesh, model, tx, shape, float(tc.ema_decay),
+                             float(tc.label_dropout))
+  train = Program("train step", step, (state, batch, _key(mesh), schedule),
+                  calls=int(tc.num_steps))
+
+  pool = sizes(config)["pool"]
+  chunk = _chunk(config, round_to or mesh.size, pool)
+  if model.num_classes:
+    labels = jax.ShapeDtypeStruct((chunk,), jnp.int32, sharding=batch_sh)
+  trips = int(config.diffusion.num_steps) if sc.method == "ddpm" else int(sc.num_steps)
+  sampler_args = (int(sc.num_steps), float(sc.eta), float(sc.guidance_scale), bool(sc.clip_x0))
+  one = generate.compiled_denoise_step(mesh, model, sc.method, *sampler_args)
+  x = jax.ShapeDtypeStruct((chunk, *shape), jnp.float32, sharding=batch_sh)
+  params = state.ema_params if ema else state.params
+  index = _like(jax.ShapeDtypeStruct((), jnp.int32), mesh)
+  step_prog = Program("sampler step", one, (params, x, index, _key(mesh), labels, schedule),
+                      calls=trips * math.ceil(pool / chunk))
+  whole = generate.compiled_sampler(mesh, model, (chunk, *shape), sc.method, *sampler_args)
+  sampler = Program(f"sampler ({sc.method}, {trips} steps)", whole,
+                    (params, _key(mesh), labels, schedule), calls=math.ceil(pool / chunk),
+                    unit=step_prog, trips=trips, note=f"chunks of {chunk} images")
+  return [train, sampler]
+
+
+def _encoder(kind: str, dtype, cpu_kernels: bool) -> extract.Encoder:
+  """An Encoder with abstract params (the shapes of the published weights)."""
+  if kind == "dinov2":
+    model = dinov2.Dinov2(dinov2.Dinov2Config(), dtype=dtype, cpu_kernels=cpu_kernels)
+    x = jnp.zeros((1, 224, 224, 3))
+    enc = extract.Encoder("dinov2", model, None, dinov2.preprocess, pick=lambda out: out[0])
+  else:
+    model = inception.FIDInception(dtype)
+    x = jnp.zeros((1, 299, 299, 3))
+    enc = extract.Encoder("inception", model, None, lambda x: x.astype(jnp.float32) / 255.0)
+  params = jax.eval_shape(lambda: model.init(jax.random.key(0), x)["params"])
+  return dataclasses.replace(enc, params=params)
+
+
+def encoders_used(config) -> dict[str, int]:
+  """{encoder: images it embeds per generation} for the encoders the config uses (DINOv2:
+  training set, pool and next set; Inception: the pool, for FID)."""
+  s = sizes(config)
+  used = {}
+  if config.features == "dinov2" or config.features_weights:
+    used["dinov2"] = 2 * s["n"] + s["pool"]
+  if config.eval.fid_weights:
+    used["inception"] = s["pool"]
+  return used
+
+
+def encoder_programs(config, mesh: Mesh, cpu_kernels: bool = True) -> list[Program]:
+  shape, _ = data_shape(config)
+  dtype = jnp.bfloat16 if config.eval.dtype == "bfloat16" else jnp.float32
+  out = []
+  pool = sizes(config)["pool"]
+  for kind, images in encoders_used(config).items():
+    enc = _encoder(kind, dtype, cpu_kernels)
+    params = jax.tree.map(lambda p: _like(p, mesh), enc.params)
+    batch = int(config.eval.batch_size)
+    local = max(1, -(-batch // mesh.size))
+    fn = extract._compiled(enc, mesh, pool, local)
+    x = jax.ShapeDtypeStruct((pool, *shape), jnp.uint8, sharding=sharding.rows_sharding(mesh,
+                                                                                        pool))
+    gbatch = local * mesh.size
+    unit_fn = jax.jit(lambda p, x, enc=enc: extract._features(p, extract.to_rgb(x), encoder=enc),
+                      out_shardings=sharding.batch_sharding(mesh))
+    xb = jax.ShapeDtypeStruct((gbatch, *shape), jnp.uint8,
+                              sharding=sharding.batch_sharding(mesh))
+    unit = Program(f"{kind} batch", unit_fn, (params, xb), calls=0)
+    out.append(Program(f"{kind} features (pool)", fn, (params, x), calls=images / pool,
+                       unit=unit, trips=math.ceil(pool / gbatch),
+                       note=f"{images} images per generation, {gbatch} per batch"))
+  return out
+
+
+def feature_dims(config) -> dict[str, int]:
+  shape, _ = data_shape(config)
+  dims = {"pixels": math.prod(shape)}
+  if "dinov2" in encoders_used(config):
+    dims["dinov2"] = dinov2.Dinov2Config().hidden_size
+  return dims
+
+
+def _entropy_program(name, n, d, mesh, calls):
+  axis = "data"
+  x = jax.ShapeDtypeStruct((n, d), jnp.float32, sharding=NamedSharding(mesh, P(axis)))
+  shards = mesh.shape[axis]
+  b = min(KNN_BLOCK, n)
+  tile = jax.jit(functools.partial(knn.knn, k=1, block_size=b))
+  xt = jax.ShapeDtypeStruct((b, d), jnp.float32)
+  if shards == 1:  # the loop's single-device path: the symmetric search
+    fn = jax.jit(lambda x: knn.knn_self(x, 1, block_size=b)[0][:, 0])
+    nb = math.ceil(n / b)
+    tiles = nb * (nb + 1) / 2 if d > knn.DIRECT_MAX_DIM else nb * nb
+  else:
+    if n % shards:
+      raise ConfigError(f"{name}: n={n} rows do not divide over the {shards} devices of mesh "
+                        "axis 'data'; choose config.loop.n_train a multiple of it.")
+    fn = jax.jit(lambda x: entropy._sharded_kth_distance(x, k=1, block_size=b, mesh=mesh,
+                                                         axis=axis))
+    tiles = shards * math.ceil(n // shards / b) * math.ceil(n / b)
+  unit = Program("knn tile", tile, (xt, xt), calls=0)
+  return Program(name, fn, (x,), calls=calls, unit=unit, trips=tiles,
+                 note=f"{n} x {d}, tiles of {b}", split=shards)
+
+
+def _selection_program(kind, n, d, n_select, mesh, used):
+  """The loop's selection kernel (`kernels.selection._run`, what greedy_select and
+  threshold_decay_select call after their host-side checks) on an abstract pool."""
+  axis = "data"
+  x = jax.ShapeDtypeStruct((n, d), jnp.float32, sharding=NamedSharding(mesh, P(axis)))
+  m = None if mesh.shape[axis] == 1 else mesh
+  start = _like(jax.ShapeDtypeStruct((), jnp.int32), mesh)
+  if kind == "greedy":
+    def build(k):
+      return jax.jit(lambda x, s: selection._run(selection._greedy_local, x, m, axis, (), (s,),
+                                                 n=n, n_select=k))
+    args = (x, start)
+  else:
+    def build(k):
+      return jax.jit(lambda x, rank, s, tau: selection._run(
+          selection._threshold_local, x, m, axis, (rank,), (s, tau), n=n, n_select=k,
+          decay=0.95, every_pass=False))
+    rank = jax.ShapeDtypeStruct((n,), jnp.int32, sharding=NamedSharding(mesh, P(axis)))
+    args = (x, rank, start, _like(jax.ShapeDtypeStruct((), jnp.float32), mesh))
+  # The unit selects 2 points: its cost (the first point's pass plus one loop body) is two
+  # passes over the pool; `n_select / 2` of them cost the whole selection.
+  unit = Program(f"{kind}: 2 picks", build(2), args, calls=0)
+  note = f"{n_select} of {n} points, d = {d}"
+  if kind == "threshold":
+    note += "; at least one pass per pick (passes are data-dependent: a lower bound)"
+  return Program(f"{kind} selection", build(n_select), args, calls=1 if used else 0,
+                 unit=unit, trips=n_select / 2, used=used, note=note, split=mesh.shape[axis])
+
+
+def kernel_programs(config, mesh: Mesh) -> list[Program]:
+  """kNN entropy on the pool and the training set (and the selected set), per feature
+  space; greedy and threshold selection on the pool in the selection space."""
+  s = sizes(config)
+  out = []
+  for space, d in feature_dims(config).items():
+    out.append(_entropy_program(f"entropy {space} (pool)", s["pool"], d, mesh, calls=1))
+    out.append(_entropy_program(f"entropy {space} (train)", s["n"], d, mesh, calls=2))
+  d = feature_dims(config)["dinov2" if config.features == "dinov2" else "pixels"]
+  chosen = config.loop.selection
+  for kind in ("greedy", "threshold"):
+    out.append(_selection_program(kind, s["pool"], d, s["n"], mesh, used=chosen == kind))
+  return out
+
+
+def generation_programs(config, mesh: Mesh, cpu_kernels: bool = True,
+                        round_to: int = 0) -> list[Program]:
+  """All of one generation's programs for `config` on `mesh`. `cpu_kernels=False` builds
+  the models with the other platforms' kernels, and `round_to` rounds the sampler's chunk
+  for that many devices (a CPU cost model of a TPU/GPU run: same global shapes)."""
+  if config.model.kind != "unet":
+    raise ConfigError(f"config.model.kind={config.model.kind!r}: a plan covers the UNet "
+                      "diffusion model.")
+  return (diffusion_programs(config, mesh, cpu_kernels, round_to)
+          + encoder_programs(config, mesh, cpu_kernels) + kernel_programs(config, mesh))
