@@ -24,7 +24,7 @@ _TARGET = flags.DEFINE_string("target", "cpu", "tpu:v5e:4x4, gpu:h100:1x8, cpu, 
 def plan(config, workdir: str, overwrite: bool) -> None:
   del overwrite
   result = report.make_plan(config, _TARGET.value)
-  md, js = report.write(result, workdir)
+  js, md = report.write(result, workdir)
   print(report.markdown(result))
   print(f"wrote {md} and {js}")
 

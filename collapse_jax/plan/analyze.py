@@ -10,7 +10,10 @@ bandwidth: a lower bound from published peaks, never a measurement.
 """
 
 import dataclasses
+import hashlib
+import json
 import logging
+import os
 import re
 import time
 
@@ -91,6 +94,35 @@ def _bandwidth(target: Target, c: hlo.Collective) -> float:
   if chip is None:
     return float("inf")
   return chip.host_link_bw if target.kind == "gpu" and c.group > target.per_host else chip.link_bw
+
+
+def _key(prog: Program, target: Target, devices: int, peaks) -> str:
+  """What a compilation depends on: the target, and the lowered modules of the program and
+  its loop body (the same program in another config or run hashes the same)."""
+  h = hashlib.sha256(f"{target.name} {devices} {peaks} {prog.calls} {prog.trips} "
+                     f"{prog.split} {prog.name} {prog.note} {prog.used}".encode())
+  for p in (prog, prog.unit):
+    if p is not None:
+      h.update(p.fn.lower(*p.args).as_text().encode())
+  return h.hexdigest()[:32]
+
+
+def analyze_cached(prog: Program, cpu_prog: Program, target: Target, devices: int,
+                   peaks: tuple[float, float], cache_dir: str = "") -> Result:
+  """`analyze`, its result kept in `cache_dir` (one JSON file per program and target) so
+  that a table of many plans compiles each distinct program once."""
+  if not cache_dir:
+    return analyze(prog, cpu_prog, target, devices, peaks)
+  path = os.path.join(cache_dir, _key(prog, target, devices, peaks) + ".json")
+  if os.path.exists(path):
+    with open(path) as f:
+      return Result(**json.load(f))
+  r = analyze(prog, cpu_prog, target, devices, peaks)
+  os.makedirs(cache_dir, exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(dataclasses.asdict(r), f)
+  os.replace(path + ".tmp", path)
+  return r
 
 
 def analyze(prog: Program, cpu_prog: Program, target: Target, devices: int,

@@ -55,7 +55,7 @@ def _batch_bytes(prog: programs.Program) -> int:
              * x.dtype.itemsize for x in batch.values())
 
 
-def _fit_train(config, target, devs, hbm, peaks, cpu_train, first):
+def _fit_train(config, target, devs, hbm, peaks, cpu_train, first, cache_dir=""):
   """The config's mesh if its train step fits, else the smallest fsdp that does; and the
   line that says so."""
   train = first
@@ -71,7 +71,7 @@ def _fit_train(config, target, devs, hbm, peaks, cpu_train, first):
       break
     mesh = sharding.make_mesh({"data": n // f, "fsdp": f}, devs)
     prog = programs.diffusion_programs(config, mesh)[0]
-    r = analyze.analyze(prog, cpu_train, target, n, peaks)
+    r = analyze.analyze_cached(prog, cpu_train, target, n, peaks, cache_dir)
     if not r.error and r.memory["total"] <= hbm:
       mesh_try, train = {"data": n // f, "fsdp": f}, r
       break
@@ -86,8 +86,10 @@ def _fit_train(config, target, devs, hbm, peaks, cpu_train, first):
   return (mesh_try or dict(config.mesh)), train, line
 
 
-def make_plan(config, target_name: str, measure: bool | None = None) -> dict:
-  """Compiles every program of one generation for `target_name` and bounds the run."""
+def make_plan(config, target_name: str, measure: bool | None = None,
+              cache_dir: str = "") -> dict:
+  """Compiles every program of one generation for `target_name` and bounds the run
+  (`cache_dir` keeps each program's analysis for the next plan that has it)."""
   t0 = time.perf_counter()
   target = targets.parse(target_name)
   devs = targets.devices(target)
@@ -102,12 +104,13 @@ def make_plan(config, target_name: str, measure: bool | None = None) -> dict:
   results = []
   for prog, cpu_prog in zip(progs, cpu_progs, strict=True):
     log.info("compiling %s for %s", prog.name, target.name)
-    r = analyze.analyze(prog, cpu_prog, target, mesh.size, peaks)
+    r = analyze.analyze_cached(prog, cpu_prog, target, mesh.size, peaks,
+                               cache_dir if target.chip is not None else "")
     log.info("%s: %.1fs compile, %.2f GiB per device, bound %.3g s per call", r.name,
              r.compile_s, r.memory.get("total", 0) / GiB, r.bound_s)
     results.append(r)
   chosen_mesh, train, fit_line = _fit_train(config, target, devs, hbm, peaks, cpu_progs[0],
-                                            results[0])
+                                            results[0], cache_dir)
   results[0] = train
   if fit_line:
     log.warning(fit_line)

@@ -1,0 +1,42 @@
+"""The scaling table: the paper's settings planned ahead of time on TPU slices and GPU nodes.
+
+  .venv-aot/bin/python scripts/scaling.py --workdir runs/scaling --out docs/scaling.md
+
+Each (setting, target) plan is kept in the workdir as it finishes, so a rerun resumes; the
+table in --out (and in the README) is written from those plans, not typed.
+"""
+
+import logging
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from collapse_jax import logs  # noqa: E402
+from collapse_jax.plan import table  # noqa: E402
+
+_WORKDIR = flags.DEFINE_string("workdir", "runs/scaling", "Plans and their compile cache.")
+_OUT = flags.DEFINE_string("out", "docs/scaling.md", "Where the table goes.")
+_TARGETS = flags.DEFINE_list("targets", list(table.TARGETS), "Targets to plan on.")
+_SETTINGS = flags.DEFINE_list("settings", [s[0] for s in table.SETTINGS],
+                              "Settings (by name) to plan.")
+
+
+def main(argv):
+  del argv
+  logs.setup()
+  settings = [s for s in table.SETTINGS if s[0] in _SETTINGS.value]
+  rows = table.run(_WORKDIR.value, settings, _TARGETS.value)
+  text = table.markdown(rows)
+  os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
+  with open(_OUT.value + ".tmp", "w") as f:
+    f.write(text)
+  os.replace(_OUT.value + ".tmp", _OUT.value)
+  print(text)
+  logging.info("wrote %s", _OUT.value)
+
+
+if __name__ == "__main__":
+  app.run(main)
