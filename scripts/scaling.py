@@ -1,9 +1,10 @@
 """The scaling table: the paper's settings planned ahead of time on TPU slices and GPU nodes.
 
-  .venv-aot/bin/python scripts/scaling.py --workdir runs/scaling --out docs/scaling.md
+  .venv-aot/bin/python scripts/scaling.py --workdir runs/scaling
 
 Each (setting, target) plan is kept in the workdir as it finishes, so a rerun resumes; the
-table in --out (and in the README) is written from those plans, not typed.
+table between the `scaling table` markers of docs/scaling.md and the README is written
+from those plans, not typed.
 """
 
 import logging
@@ -18,7 +19,8 @@ from collapse_jax import logs  # noqa: E402
 from collapse_jax.plan import table  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/scaling", "Plans and their compile cache.")
-_OUT = flags.DEFINE_string("out", "docs/scaling.md", "Where the table goes.")
+_OUT = flags.DEFINE_string("out", "docs/scaling.md", "A file whose table this replaces.")
+_README = flags.DEFINE_string("readme", "README.md", "Also replaced there ('' = not).")
 _TARGETS = flags.DEFINE_list("targets", list(table.TARGETS), "Targets to plan on.")
 _SETTINGS = flags.DEFINE_list("settings", [s[0] for s in table.SETTINGS],
                               "Settings (by name) to plan.")
@@ -30,12 +32,10 @@ def main(argv):
   settings = [s for s in table.SETTINGS if s[0] in _SETTINGS.value]
   rows = table.run(_WORKDIR.value, settings, _TARGETS.value)
   text = table.markdown(rows)
-  os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
-  with open(_OUT.value + ".tmp", "w") as f:
-    f.write(text)
-  os.replace(_OUT.value + ".tmp", _OUT.value)
+  for path in filter(None, (_OUT.value, _README.value)):
+    table.replace_between_markers(path, text)
+    logging.info("wrote the table into %s", path)
   print(text)
-  logging.info("wrote %s", _OUT.value)
 
 
 if __name__ == "__main__":

@@ -101,3 +101,19 @@ def markdown(rows: list[dict]) -> str:
         f"| {_rate(b['train_images_per_s'])} | {_rate(b['sample_images_per_s'])} "
         f"| {gen_h:.2f} | {gen_h * 8 * ARMS:.1f} | {r['plan_s']:.0f} s |")
   return "\n".join(lines) + "\n"
+
+
+BEGIN, END = "<!-- scaling table: begin (scripts/scaling.py) -->", "<!-- scaling table: end -->"
+
+
+def replace_between_markers(path: str, text: str) -> None:
+  """Puts `text` between the scaling-table markers of `path` (appended with them if absent)."""
+  old = open(path).read() if os.path.exists(path) else ""
+  block = f"{BEGIN}\n{text}{END}"
+  if BEGIN in old and END in old:
+    new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END):]
+  else:
+    new = old + ("\n" if old else "") + block + "\n"
+  with open(path + ".tmp", "w") as f:
+    f.write(new)
+  os.replace(path + ".tmp", path)
