@@ -1,9 +1,23 @@
-"""Atomic, resumable checkpoints with orbax: the train state plus JSON metadata beside it."""
+"""Atomic, resumable checkpoints with orbax: the train state plus JSON metadata beside it.
 
+A step that no longer restores (a torn or truncated file) is passed over for the newest
+one that does, and moved aside to `<directory>.damaged/` with a warning; if no step
+restores, that is a WorkdirError (a changed config must not silently restart a run).
+"""
+
+import logging
 import os
+import shutil
+import time
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
+
+from collapse_jax.errors import WorkdirError
+
+log = logging.getLogger(__name__)
 
 
 def make_manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
@@ -27,15 +41,64 @@ def abstract_like(state, shardings):
   )
 
 
+def restore_intact(manager: ocp.CheckpointManager, restore_step):
+  """(step, restore_step(step)) for the newest step that restores, or None without steps.
+
+  Steps newer than it failed to read: since an older one restores into the same target,
+  they are damaged, not of another config, and are moved aside (process 0 moves them, all
+  processes agree on the step). If none restores, a WorkdirError names the directory."""
+  steps = sorted(manager.all_steps(), reverse=True)
+  first_error = None
+  for i, step in enumerate(steps):
+    try:
+      out = restore_step(step)
+    except Exception as e:  # noqa: BLE001 (any read error; re-raised below if none restores)
+      first_error = first_error or e
+      log.warning("checkpoint %s/%d does not restore (%s: %s); trying the one before",
+                  manager.directory, step, type(e).__name__, str(e).splitlines()[0][:200])
+      continue
+    if i:
+      _move_aside(manager, steps[:i])
+    return step, out
+  if first_error is not None:
+    raise WorkdirError(
+        f"no checkpoint in {manager.directory} restores (newest, step {steps[0]}: "
+        f"{type(first_error).__name__}: {str(first_error).splitlines()[0][:200]}): torn "
+        "files, or a run of another model; move the directory aside to start that part "
+        "over.") from first_error
+  return None
+
+
+def _move_aside(manager: ocp.CheckpointManager, steps: list[int]) -> None:
+  directory = os.fspath(manager.directory)
+  aside = directory.rstrip("/") + ".damaged"
+  if jax.process_index() == 0:
+    os.makedirs(aside, exist_ok=True)
+    for step in steps:
+      dest = os.path.join(aside, f"{step}-{int(time.time())}")
+      shutil.move(os.path.join(directory, str(step)), dest)
+      log.warning("moved the damaged checkpoint %s/%d aside to %s", directory, step, dest)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("checkpoint-moved-aside")
+  manager.reload()
+
+
 def restore_latest(manager: ocp.CheckpointManager, abstract_state):
-  """(step, state, meta) of the newest complete checkpoint, or None if there is none."""
-  step = manager.latest_step()
-  if step is None:
+  """(step, state, meta) of the newest intact checkpoint, or None if there is none."""
+
+  def restore(step):
+    restored = manager.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+        ),
+    )
+    # Reading every array now: a torn file fails here, not later inside a train step.
+    jax.block_until_ready(jax.tree.map(jnp.sum, restored["state"]))
+    return restored
+
+  found = restore_intact(manager, restore)
+  if found is None:
     return None
-  restored = manager.restore(
-      step,
-      args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
-      ),
-  )
+  step, restored = found
   return step, restored["state"], restored["meta"]

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from collapse_jax import config_lib
+from collapse_jax import checkpoint, config_lib
 from collapse_jax.errors import ConfigError
 from collapse_jax.generators import make_generator
 from collapse_jax.images import to_uint8
@@ -94,9 +94,6 @@ def _save(manager, step: int, current: ImageSet, pools: list[ImageSet], meta: di
 def _restore(manager, mesh):
   """The newest saved sets, images restored straight onto the mesh split by rows; the
   shapes come from the checkpoint's own metadata."""
-  step = manager.latest_step()
-  if step is None:
-    return None
 
   def target(path, saved):
     if path[-1].key == "images":
@@ -104,12 +101,19 @@ def _restore(manager, mesh):
                                   sharding=rows_sharding(mesh, saved.shape[0]))
     return np.zeros(saved.shape, saved.dtype)  # labels and sources: host arrays
 
-  saved = manager.item_metadata(step)["arrays"].tree
-  r = manager.restore(step, args=ocp.args.Composite(
-      arrays=ocp.args.StandardRestore(jax.tree_util.tree_map_with_path(target, saved)),
-      meta=ocp.args.JsonRestore()))
-  arrays = r["arrays"]
-  return _unpack(arrays["current"]), [_unpack(p) for p in arrays["pools"]], r["meta"]
+  def restore(step):
+    saved = manager.item_metadata(step)["arrays"].tree
+    r = manager.restore(step, args=ocp.args.Composite(
+        arrays=ocp.args.StandardRestore(jax.tree_util.tree_map_with_path(target, saved)),
+        meta=ocp.args.JsonRestore()))
+    jax.block_until_ready(r["arrays"])  # a torn file fails here, and an older step is used
+    return r
+
+  found = checkpoint.restore_intact(manager, restore)
+  if found is None:
+    return None
+  arrays, meta = found[1]["arrays"], found[1]["meta"]
+  return _unpack(arrays["current"]), [_unpack(p) for p in arrays["pools"]], meta
 
 
 def _sync_rows(path_dir: str, rows: list[dict]) -> None:
