@@ -3,6 +3,7 @@
 import functools
 import logging
 import os
+import time
 
 import flax.struct
 import jax
@@ -132,7 +133,15 @@ def fit(
   history, first = [], start
   for step in range(start, total):
     batch = batch_for_step(dataset, arrays, step, mesh)
-    state, step_metrics = step_fn(state, batch, step_rng, schedule)
+    if step == start:
+      t0 = time.perf_counter()
+      state, step_metrics = step_fn(state, batch, step_rng, schedule)
+      jax.block_until_ready(step_metrics)
+      log.info("%sfirst train step in %.1fs (compiling it included, unless an earlier "
+               "generation compiled the same shapes)", log_prefix, time.perf_counter() - t0)
+      progress.report(start + 1)  # the images/s of the first report leave compilation out
+    else:
+      state, step_metrics = step_fn(state, batch, step_rng, schedule)
     history.append(step_metrics)
     done = step + 1
     if done % tc.log_every == 0 or done == total:

@@ -298,6 +298,7 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
   if restored is not None:
     log.info("resuming at generation %d/%d, phase %s", meta["generation"] + 1, G, meta["phase"])
 
+  run_t0, first_g = time.perf_counter(), meta["generation"]
   while meta["generation"] < G:
     g = meta["generation"]
     gen_dir = os.path.join(workdir, f"gen_{g + 1:02d}")
@@ -331,7 +332,15 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
     _save(manager, 2 * g + 2, nxt, pools, meta)
     _sync_rows(workdir, meta["rows"])
     current = nxt
+    per_gen = (time.perf_counter() - run_t0) / (g + 1 - first_g)
+    left = int(per_gen * (G - g - 1))
+    log.info("%sdone; %d of %d generations finished, run ETA %d:%02d:%02d (%.0f s per "
+             "generation so far)", prefix, g + 1, G, left // 3600, left // 60 % 60, left % 60,
+             per_gen)
   manager.close()
   if jax.process_index() == 0:
     report.write_report(workdir, config, meta["rows"])
+  log.info("finished %d generations in %.0f s: %s (metrics: %s)", G,
+           time.perf_counter() - run_t0, os.path.join(workdir, "report.md"),
+           os.path.join(workdir, "metrics.jsonl"))
   return meta["rows"]
