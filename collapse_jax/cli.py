@@ -19,7 +19,7 @@ from ml_collections import config_flags
 from collapse_jax import distributed, logs
 from collapse_jax.errors import UserError
 
-HELP = ("Print the config's fields and their defaults with --config=FILE --helpfull, or read "
+HELP = ("Print the config's fields and their defaults with --config=FILE --help, or read "
         "collapse_jax/config_lib.py:base_config; override any with --config.<section>.<field>"
         "=value.")
 
@@ -55,7 +55,40 @@ def _flag_message(e: Exception, argv) -> str:
   return " ".join(lines)
 
 
+def _flatten(d: dict, prefix: str = "config.") -> list[tuple[str, object]]:
+  out = []
+  for k, v in d.items():
+    out += _flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+  return out
+
+
+def _help(argv) -> None:
+  """--help / -h: the script's docstring, its flags, and (with --config=FILE) every field of
+  that config with its value, then exit 0."""
+  print((sys.modules["__main__"].__doc__ or "").strip() + "\n\nflags:")
+  by_module = flags.FLAGS.flags_by_module_dict()
+  own = [f for m, fs in by_module.items() if m in (argv[0], __name__) or m.endswith(
+      os.path.basename(argv[0])) for f in fs]
+  for f in sorted({f.name: f for f in own}.values(), key=lambda f: f.name):
+    print(f"  --{f.name}: {f.help} (default: {f.default!r})")
+  given = [a for a in argv[1:] if a.startswith("--config=")]
+  if not given:
+    print("\nAdd --config=FILE[:variant] to --help to list that config's fields.")
+    sys.exit(0)
+  flags.FLAGS([argv[0], given[0], "--workdir=-"])  # required flags satisfied; nothing runs
+  print(f"\nconfig fields of {given[0].split('=', 1)[1]} (override any with "
+        "--config.<field>=value):")
+  for name, value in _flatten(flags.FLAGS["config"].value.to_dict()):
+    print(f"  --{name}={value!r}")
+  sys.exit(0)
+
+
 def _parse_flags(argv):
+  if any(a in ("-h", "--help") for a in argv[1:]):
+    try:
+      _help(argv)
+    except (flags.Error, KeyError, AttributeError) as e:
+      _fail(_flag_message(e, argv), 2)
   try:
     return flags.FLAGS(argv)
   except (flags.Error, KeyError, AttributeError) as e:

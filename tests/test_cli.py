@@ -63,3 +63,15 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
   assert proc.returncode == 130, err
   assert err.strip().splitlines()[-1].startswith("error: interrupted; rerun the same command")
   assert "Traceback" not in err
+
+
+def test_help_lists_the_flags_and_the_config_fields():
+  out = _run("--help")
+  assert out.returncode == 0 and "--workdir: Directory of the run" in out.stdout
+  assert "Add --config=FILE[:variant] to --help" in out.stdout
+  out = _run("--help", "--config=configs/digits.py:greedy")
+  assert out.returncode == 0, out.stderr
+  assert "--config.loop.generations=6" in out.stdout
+  assert "--config.loop.selection='greedy'" in out.stdout
+  out = _run("-h", "--config=configs/digits.py:gredy")
+  assert out.returncode == 2 and "unknown variant(s) ['gredy']" in out.stderr
