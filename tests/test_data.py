@@ -7,6 +7,7 @@ from PIL import Image
 
 from collapse_jax.config_lib import base_config
 from collapse_jax.data import batch_at_step, load_dataset, load_digits, make_batch_dataset, sources
+from collapse_jax.errors import DataPathError
 from collapse_jax.images import from_uint8, make_grid
 from collapse_jax.metrics.writer import MetricWriter, read_jsonl
 
@@ -131,3 +132,23 @@ def test_local_image_errors_name_the_field(tmp_path):
   Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "flat" / "top.png")
   with pytest.raises(ValueError, match="config.data.labels"):
     load_dataset(_data_config("ffhq", tmp_path / "flat", labels=True))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_a_corrupt_image_file_is_named_by_its_path(tmp_path, damage):
+  from array_record.python.array_record_module import ArrayRecordWriter
+
+  _write_images(tmp_path / "folder", np.random.default_rng(2))
+  bad = tmp_path / "folder" / "dogs" / "1.png"
+  data = bad.read_bytes()
+  bad.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"not a png at all")
+  with pytest.raises(DataPathError, match=rf"{bad} is not a readable image .*remove or "
+                                          "replace it"):
+    load_dataset(_data_config("ffhq", tmp_path / "folder", resolution=8))
+  os.makedirs(tmp_path / "records")
+  writer = ArrayRecordWriter(str(tmp_path / "records" / "x.array_record"), "group_size:1")
+  for path in sorted((tmp_path / "folder").rglob("*.png")):
+    writer.write(path.read_bytes())
+  writer.close()
+  with pytest.raises(DataPathError, match=r"record 3 of config.data.path=.* is not a readable"):
+    load_dataset(_data_config("ffhq", tmp_path / "records", resolution=8))

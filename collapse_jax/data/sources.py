@@ -67,7 +67,7 @@ class ImageFolderSource:
 
   def __getitem__(self, i: int) -> dict:
     with open(self.paths[i], "rb") as f:
-      out = {"image": decode(f.read())}
+      out = {"image": decode(f.read(), self.paths[i])}
     if self.classes:
       out["label"] = self.labels[i]
     return out
@@ -84,18 +84,24 @@ class ArrayRecordImageSource:
     if not files:
       raise DataPathError(f"config.data.path={path} matches no .array_record files.")
     self._source = grain.sources.ArrayRecordDataSource(files)
+    self._path = path
 
   def __len__(self) -> int:
     return len(self._source)
 
   def __getitem__(self, i: int) -> dict:
-    return {"image": decode(self._source[i])}
+    return {"image": decode(self._source[i], f"record {i} of config.data.path={self._path}")}
 
 
-def decode(data: bytes) -> np.ndarray:
-  """Encoded image bytes -> uint8 RGB (H, W, 3)."""
-  with Image.open(io.BytesIO(data)) as im:
-    return np.asarray(im.convert("RGB"))
+def decode(data: bytes, where: str = "image") -> np.ndarray:
+  """Encoded image bytes -> uint8 RGB (H, W, 3); a file that is not a whole image is a
+  DataPathError naming `where` (a path, or a record of an array_record set)."""
+  try:
+    with Image.open(io.BytesIO(data)) as im:
+      return np.asarray(im.convert("RGB"))
+  except (OSError, ValueError, SyntaxError) as e:  # PIL: unidentified, truncated, bad header
+    raise DataPathError(f"{where} is not a readable image ({type(e).__name__}: {e}); "
+                        "remove or replace it.") from e
 
 
 def resize_square(image: np.ndarray, resolution: int) -> np.ndarray:
