@@ -24,13 +24,15 @@ _README = flags.DEFINE_string("readme", "README.md", "Also replaced there ('' = 
 _TARGETS = flags.DEFINE_list("targets", list(table.TARGETS), "Targets to plan on.")
 _SETTINGS = flags.DEFINE_list("settings", [s[0] for s in table.SETTINGS],
                               "Settings (by name) to plan.")
+_PLAN = flags.DEFINE_bool("plan", True, "Plan what is missing (--noplan: only the table "
+                          "of the plans already kept).")
 
 
 def main(argv):
   del argv
   logs.setup()
   settings = [s for s in table.SETTINGS if s[0] in _SETTINGS.value]
-  rows = table.run(_WORKDIR.value, settings, _TARGETS.value)
+  rows = table.run(_WORKDIR.value, settings, _TARGETS.value, _PLAN.value)
   text = table.markdown(rows)
   for path in filter(None, (_OUT.value, _README.value)):
     table.replace_between_markers(path, text)

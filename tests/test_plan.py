@@ -66,6 +66,9 @@ def test_target_names():
   g = targets.parse("gpu:h200:2x8")
   assert (g.num_devices, g.hosts, g.per_host) == (16, 2, 8)
   assert 'core_count: 132' in targets.gpu_target_config(g.chip)
+  assert targets.chip_of("NVIDIA H100 80GB HBM3") is targets.CHIPS["h100"]
+  assert targets.chip_of("TPU v5 lite") is targets.CHIPS["v5e"]
+  assert targets.chip_of("cpu") is None and targets.parse("local").chip is None  # CPU here
   for bad in ("tpu:v5e:4", "tpu:v9:2x2", "gpu:h100:1x9", "tpu:v4:2x2", "quantum"):
     with pytest.raises(ConfigError, match="--target"):
       targets.parse(bad)

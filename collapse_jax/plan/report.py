@@ -142,7 +142,7 @@ def make_plan(config, target_name: str, measure: bool | None = None,
       },
       "errors": [f"{r.name}: {r.error}" for r in results if r.error],
   }
-  if measure if measure is not None else on_cpu:
+  if measure if measure is not None else target.kind in ("cpu", "local"):
     step = analyze.measure(progs[0])
     denoise = analyze.measure(progs[1].unit)
     plan["measured"] = {

@@ -43,8 +43,9 @@ def load_config(path: str, variant: str, overrides: dict):
   return config
 
 
-def run(workdir: str, settings=SETTINGS, targets=TARGETS) -> list[dict]:
-  """Every (setting, target) plan, from workdir/<setting>/<target>/plan.json when there."""
+def run(workdir: str, settings=SETTINGS, targets=TARGETS, plan_missing: bool = True) -> list[dict]:
+  """Every (setting, target) plan, from workdir/<setting>/<target>/plan.json when there
+  (else planned now, or listed as not planned yet without `plan_missing`)."""
   rows = []
   for name, path, variant, overrides in settings:
     for target in targets:
@@ -54,6 +55,8 @@ def run(workdir: str, settings=SETTINGS, targets=TARGETS) -> list[dict]:
       if os.path.exists(done):
         with open(done) as f:
           plan = json.load(f)
+      elif not plan_missing:
+        continue
       else:
         log.info("planning %s on %s", name, target)
         try:

@@ -93,7 +93,8 @@ def parse(name: str) -> Target:
            "host>, cpu, local")
   if name in ("cpu", "local"):
     devices = jax.devices("cpu") if name == "cpu" else jax.devices()
-    return Target(name, name, None, len(devices), jax.process_count())
+    chip = chip_of(devices[0].device_kind) if name == "local" else None
+    return Target(name, name, chip, len(devices), jax.process_count())
   m = re.fullmatch(r"(tpu|gpu):([a-z0-9]+):(\d+(?:x\d+){1,2})", name)
   if not m:
     raise ConfigError(f"--target={name!r}; use one of: {forms}.")
@@ -110,6 +111,20 @@ def parse(name: str) -> Target:
     raise ConfigError(f"--target={name!r}: {chip} slices are {'AxBxC' if want == 3 else 'AxB'}.")
   n = math.prod(dims)
   return Target(name, kind, CHIPS[chip], n, max(1, n // CHIPS[chip].per_host), shape)
+
+
+# device_kind strings of real devices -> chips (a `local` target's peaks).
+DEVICE_KINDS = {"TPU v4": "v4", "TPU v5 lite": "v5e", "TPU v5e": "v5e", "TPU v5": "v5p",
+                "TPU v5p": "v5p", "TPU v6 lite": "v6e", "TPU v6e": "v6e",
+                "NVIDIA H100": "h100", "NVIDIA H200": "h200", "NVIDIA A100": "a100"}
+
+
+def chip_of(device_kind: str) -> Chip | None:
+  """The chip whose device_kind starts with a known name (longest first), else None."""
+  for prefix in sorted(DEVICE_KINDS, key=len, reverse=True):
+    if device_kind.startswith(prefix):
+      return CHIPS[DEVICE_KINDS[prefix]]
+  return None
 
 
 def gpu_target_config(chip: Chip) -> str:
