@@ -176,7 +176,7 @@ def markdown(plan: dict) -> str:
       f"compilation for the target{'' if hbm is None else f' (HBM {hbm / GiB:.0f} GiB)'}.",
       "",
       "| program | calls / gen | compile s | args GiB | temp GiB | total GiB | GFLOP / call "
-      "| GB / call | collectives / call | bound / call | bound / gen |",
+      "| GB / call (from) | collectives / call | bound / call | bound / gen |",
       "|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for r in plan["programs"]:
@@ -191,7 +191,7 @@ def markdown(plan: dict) -> str:
     lines.append(
         f"| {r['name']}{used} | {r['calls']:g} | {r['compile_s']:.1f} | {_gib(m['argument'])} "
         f"| {_gib(m['temp'])} | {_gib(m['total'])} | {r['flops'] / 1e9:.4g} "
-        f"| {r['bytes'] / 1e9:.4g} | {coll} | {r['bound_s']:.3g} s "
+        f"| {r['bytes'] / 1e9:.4g} ({r['bytes_source']}) | {coll} | {r['bound_s']:.3g} s "
         f"| {_hours(r['calls'] * r['bound_s']) if r['used'] else '-'} |")
   b = plan["bound"]
   lines += ["", f"**Fits**: {'yes' if plan['fits'] else 'no'}."
@@ -202,7 +202,7 @@ def markdown(plan: dict) -> str:
       f"{fmt(b['sample_images_per_s'])} images/s (whole DDPM/DDIM chains).",
       f"- Bound on one generation: {_hours(b['generation_s'])}; on the run "
       f"({b['generations']} generations): {_hours(b['run_s'])}.",
-      "- Notes: " + "; ".join(f"{r['name']}: {r['note']} (bytes: {r['bytes_source']})"
+      "- Notes: " + "; ".join(f"{r['name']}: {r['note']}"
                               for r in plan["programs"] if r["note"] and not r["error"]),
   ]
   if "measured" in plan:
