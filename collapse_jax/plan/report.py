@@ -59,9 +59,10 @@ def _fit_train(config, target, devs, hbm, peaks, cpu_train, first, cache_dir="")
   """The config's mesh if its train step fits, else the smallest fsdp that does; and the
   line that says so."""
   train = first
-  if train.error or train.memory.get("total", 0) <= hbm:
-    return dict(config.mesh), train, ""
   n = len(devs)
+  resolved = dict(sharding.make_mesh(dict(config.mesh), devs).shape)
+  if train.error or train.memory.get("total", 0) <= hbm:
+    return resolved, train, ""
   b = int(config.train.batch_size)
   per_dev = train.memory["total"] / GiB
   chip = target.chip.name if target.chip else target.name
@@ -83,7 +84,7 @@ def _fit_train(config, target, devs, hbm, peaks, cpu_train, first, cache_dir="")
   line = (f"train step needs {per_dev:.1f} GiB per device of {hbm / GiB:.0f} GiB on {chip}"
           + (f": use {' or '.join(fixes)}" if fixes else ": no fsdp of this slice fits; use "
              "more devices or a smaller model"))
-  return (mesh_try or dict(config.mesh)), train, line
+  return (mesh_try or resolved), train, line
 
 
 def make_plan(config, target_name: str, measure: bool | None = None,

@@ -98,9 +98,11 @@ def markdown(rows: list[dict]) -> str:
       fits = f"with {r['mesh']}: {r['fit_line']}"
     b = r["bound"]
     gen_h = b["generation_s"] / 3600
+    fsdp = r["mesh"].get("fsdp", 1)
+    data = r["mesh"]["data"] if r["mesh"]["data"] != -1 else r["devices"] // fsdp
     lines.append(
-        f"| {r['setting']} | {r['target']} | {fits} | {r['mesh']['data']}x"
-        f"{r['mesh']['fsdp']} | {train['memory'].get('total', 0) / 2**30:.2f} | {coll} "
+        f"| {r['setting']} | {r['target']} | {fits} | {data}x{fsdp} "
+        f"| {train['memory'].get('total', 0) / 2**30:.2f} | {coll} "
         f"| {_rate(b['train_images_per_s'])} | {_rate(b['sample_images_per_s'])} "
         f"| {gen_h:.2f} | {gen_h * 8 * ARMS:.1f} | {r['plan_s']:.0f} s |")
   return "\n".join(lines) + "\n"
