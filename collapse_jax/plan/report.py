@@ -176,14 +176,15 @@ def markdown(plan: dict) -> str:
       " plus collectives over the link bandwidth. Memory is per device, from XLA's "
       f"compilation for the target{'' if hbm is None else f' (HBM {hbm / GiB:.0f} GiB)'}.",
       "",
-      "| program | calls / gen | compile s | args GiB | temp GiB | total GiB | GFLOP / call "
-      "| GB / call (from) | collectives / call | bound / call | bound / gen |",
-      "|---|---|---|---|---|---|---|---|---|---|---|",
+      "| program | calls / gen | compile s | args GiB | out GiB | aliased GiB | temp GiB "
+      "| total GiB | GFLOP / call | GB / call (from) | collectives / call | bound / call "
+      "| bound / gen |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for r in plan["programs"]:
     if r["error"]:
       lines.append(f"| {r['name']} | {r['calls']:g} | does not compile: {r['error']} |"
-                   + " |" * 8)
+                   + " |" * 10)
       continue
     m = r["memory"]
     coll = ", ".join(f"{k}: {v['count']:g}, {v['bytes'] / 1e6:.3g} MB"
@@ -191,7 +192,8 @@ def markdown(plan: dict) -> str:
     used = "" if r["used"] else " (not used by this config)"
     lines.append(
         f"| {r['name']}{used} | {r['calls']:g} | {r['compile_s']:.1f} | {_gib(m['argument'])} "
-        f"| {_gib(m['temp'])} | {_gib(m['total'])} | {r['flops'] / 1e9:.4g} "
+        f"| {_gib(m['output'])} | {_gib(m['alias'])} | {_gib(m['temp'])} | {_gib(m['total'])} "
+        f"| {r['flops'] / 1e9:.4g} "
         f"| {r['bytes'] / 1e9:.4g} ({r['bytes_source']}) | {coll} | {r['bound_s']:.3g} s "
         f"| {_hours(r['calls'] * r['bound_s']) if r['used'] else '-'} |")
   b = plan["bound"]
