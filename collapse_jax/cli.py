@@ -110,8 +110,9 @@ def run(job) -> None:
       job(config.value, workdir.value, overwrite.value)
     except UserError as e:
       _fail(str(e), 2)
-    except KeyboardInterrupt:
-      _fail(f"interrupted; rerun the same command to resume {workdir.value} where it "
+    except KeyboardInterrupt as e:
+      where = f" {e.args[0]}" if e.args else ""  # the loop says where it was
+      _fail(f"interrupted{where}; rerun the same command to resume {workdir.value} where it "
             "stopped.", 130, hard=True)
     except OSError as e:
       if e.errno != errno.ENOSPC:

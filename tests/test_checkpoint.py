@@ -82,3 +82,72 @@ def test_every_step_damaged_is_an_error(tmp_path):
   with pytest.raises(WorkdirError, match="torn files, or a run of another model"):
     checkpoint.restore_latest(fresh, _abstract(_tree(0)))
   assert fresh.all_steps() == [1]
+
+
+def _tear_newest(directory):
+  """Truncates every data file of the newest step in an orbax directory; returns it."""
+  steps = sorted(int(s) for s in os.listdir(directory) if s.isdigit())
+  newest = os.path.join(directory, str(steps[-1]))
+  files = [os.path.join(d, f) for d, _, fs in os.walk(newest) for f in fs
+           if os.path.getsize(os.path.join(d, f)) > 0]
+  for path in files:
+    with open(path, "r+b") as f:
+      f.truncate(os.path.getsize(path) // 2)
+  return steps[-1], len(steps)
+
+
+def test_a_torn_newest_loop_state_resumes_from_the_older_one_to_identical_metrics(tmp_path):
+  import importlib.util
+
+  from collapse_jax.loop.recursive import run_recursive
+  from collapse_jax.metrics.writer import read_jsonl
+
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  spec = importlib.util.spec_from_file_location("theory", os.path.join(root, "configs",
+                                                                       "theory.py"))
+  theory = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(theory)
+  config = theory.get_config("gaussian")
+  config.loop.generations, config.loop.pictures = 3, False
+  timeless = lambda rows: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in rows]
+
+  run_recursive(config, str(tmp_path / "run"))
+  want = timeless(read_jsonl(str(tmp_path / "run" / "metrics.jsonl")))
+  torn, kept = _tear_newest(tmp_path / "run" / "loop_state")
+  assert kept >= 2
+  rows = run_recursive(config, str(tmp_path / "run"))
+  assert len(rows) == 3
+  assert timeless(read_jsonl(str(tmp_path / "run" / "metrics.jsonl"))) == want
+  aside = os.listdir(tmp_path / "run" / "loop_state.damaged")
+  assert [a.split("-")[0] for a in aside] == [str(torn)]
+
+
+def test_a_torn_newest_model_checkpoint_resumes_from_the_older_one(tmp_path):
+  import importlib.util
+
+  from collapse_jax.diffusion.fit import fit
+  from collapse_jax.models.unet import unet_from_config
+  from collapse_jax.sharding import make_mesh, to_host
+
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  spec = importlib.util.spec_from_file_location("digits", os.path.join(root, "configs",
+                                                                       "digits.py"))
+  digits = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(digits)
+  config = digits.get_config("smoke")
+  config.train.update(num_steps=40, checkpoint_every=20, log_every=20, batch_size=16)
+  images = np.random.default_rng(0).uniform(-1, 1, (64, 8, 8, 1)).astype(np.float32)
+  mesh = make_mesh(config.mesh)
+  model = unet_from_config(config.model, (8, 8, 1), 0)
+
+  def train(workdir):
+    with jax.set_mesh(mesh):
+      state = fit(config, {"image": images}, str(workdir), mesh, model, jax.random.key(1))
+    return jax.tree.map(to_host, state.params)
+
+  want = train(tmp_path / "a")
+  torn, kept = _tear_newest(tmp_path / "a" / "checkpoints")
+  assert (torn, kept) == (40, 2)
+  got = train(tmp_path / "a")  # resumes from step 20 and trains 20 steps again
+  jax.tree.map(np.testing.assert_array_equal, got, want)
+  assert os.listdir(tmp_path / "a" / "checkpoints.damaged")[0].startswith("40-")

@@ -152,3 +152,10 @@ def test_a_corrupt_image_file_is_named_by_its_path(tmp_path, damage):
   writer.close()
   with pytest.raises(DataPathError, match=r"record 3 of config.data.path=.* is not a readable"):
     load_dataset(_data_config("ffhq", tmp_path / "records", resolution=8))
+
+
+def test_an_empty_array_record_file_is_named(tmp_path):
+  (tmp_path / "records").mkdir()
+  (tmp_path / "records" / "ffhq-00000.array_record").write_bytes(b"")
+  with pytest.raises(DataPathError, match=r"ffhq-00000.array_record \(0 bytes\)"):
+    load_dataset(_data_config("ffhq", tmp_path / "records", resolution=8))

@@ -83,7 +83,13 @@ class ArrayRecordImageSource:
                    else glob.glob(path))
     if not files:
       raise DataPathError(f"config.data.path={path} matches no .array_record files.")
-    self._source = grain.sources.ArrayRecordDataSource(files)
+    try:
+      self._source = grain.sources.ArrayRecordDataSource(files)
+    except Exception as e:  # noqa: BLE001 (array_record's own errors name no file)
+      sizes = ", ".join(f"{f} ({os.path.getsize(f)} bytes)" for f in files[:4])
+      raise DataPathError(f"config.data.path={path}: cannot open its array_record files "
+                          f"({sizes}{', ...' if len(files) > 4 else ''}): {e}; replace the "
+                          "empty or damaged ones.") from e
     self._path = path
 
   def __len__(self) -> int:

@@ -134,6 +134,7 @@ def fit(
   for step in range(start, total):
     batch = batch_for_step(dataset, arrays, step, mesh)
     if step == start:
+      log.info("%scompiling the train step (or reusing an earlier generation's)", log_prefix)
       t0 = time.perf_counter()
       state, step_metrics = step_fn(state, batch, step_rng, schedule)
       jax.block_until_ready(step_metrics)

@@ -298,9 +298,24 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
   if restored is not None:
     log.info("resuming at generation %d/%d, phase %s", meta["generation"] + 1, G, meta["phase"])
 
+  where = {}
+  try:
+    return _generations(manager, meta, current, pools, real, real_stats, generator, select,
+                        embed, config, workdir, mesh, ds, n, pool_size, where)
+  except KeyboardInterrupt as e:  # say where: the one-line message names it
+    raise KeyboardInterrupt(f"at generation {where.get('generation', '?')}/{G}, phase "
+                            f"{where.get('phase', '?')}") from e
+
+
+def _generations(manager, meta, current, pools, real, real_stats, generator, select, embed,
+                 config, workdir, mesh, ds, n, pool_size, where):
+  """The generations left, each train -> sample -> select -> metrics, saved at each phase;
+  `where` always holds the generation and phase under way."""
+  lc, G = config.loop, config.loop.generations
   run_t0, first_g = time.perf_counter(), meta["generation"]
   while meta["generation"] < G:
     g = meta["generation"]
+    where.update(generation=g + 1, phase=meta["phase"])
     gen_dir = os.path.join(workdir, f"gen_{g + 1:02d}")
     key = jax.random.fold_in(jax.random.key(config.seed), g)
     prefix = f"[gen {g + 1}/{G}] "
@@ -308,6 +323,7 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
       pool, timing = fit_and_sample(generator, current, key, pool_size, ds.num_classes,
                                     generation=g + 1, workdir=workdir, prefix=prefix)
       meta |= {"phase": "select", **timing}
+      where["phase"] = "select"
       # Only accumulate draws from old pools; the other paradigms keep just the newest.
       pools = (pools if lc.paradigm == "accumulate" else []) + [pool]
       if timing["train_s"] + timing["generate_s"] > REDO_CHEAPER_S:
