@@ -96,18 +96,23 @@ def _tear_newest(directory):
   return steps[-1], len(steps)
 
 
-def test_a_torn_newest_loop_state_resumes_from_the_older_one_to_identical_metrics(tmp_path):
+def _config(name, variant):
+  """get_config(variant) of configs/<name>.py."""
   import importlib.util
 
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  spec = importlib.util.spec_from_file_location(name, os.path.join(root, "configs",
+                                                                   f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant)
+
+
+def test_a_torn_newest_loop_state_resumes_from_the_older_one_to_identical_metrics(tmp_path):
   from collapse_jax.loop.recursive import run_recursive
   from collapse_jax.metrics.writer import read_jsonl
 
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  spec = importlib.util.spec_from_file_location("theory", os.path.join(root, "configs",
-                                                                       "theory.py"))
-  theory = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(theory)
-  config = theory.get_config("gaussian")
+  config = _config("theory", "gaussian")
   config.loop.generations, config.loop.pictures = 3, False
   timeless = lambda rows: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in rows]
 
@@ -123,18 +128,11 @@ def test_a_torn_newest_loop_state_resumes_from_the_older_one_to_identical_metric
 
 
 def test_a_torn_newest_model_checkpoint_resumes_from_the_older_one(tmp_path):
-  import importlib.util
-
   from collapse_jax.diffusion.fit import fit
   from collapse_jax.models.unet import unet_from_config
   from collapse_jax.sharding import make_mesh, to_host
 
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  spec = importlib.util.spec_from_file_location("digits", os.path.join(root, "configs",
-                                                                       "digits.py"))
-  digits = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(digits)
-  config = digits.get_config("smoke")
+  config = _config("digits", "smoke")
   config.train.update(num_steps=40, checkpoint_every=20, log_every=20, batch_size=16)
   images = np.random.default_rng(0).uniform(-1, 1, (64, 8, 8, 1)).astype(np.float32)
   mesh = make_mesh(config.mesh)
