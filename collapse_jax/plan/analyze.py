@@ -97,10 +97,10 @@ def _bandwidth(target: Target, c: hlo.Collective) -> float:
 
 
 def _key(prog: Program, target: Target, devices: int, peaks) -> str:
-  """What a compilation depends on: the target, and the lowered modules of the program and
-  its loop body (the same program in another config or run hashes the same)."""
-  h = hashlib.sha256(f"{target.name} {devices} {peaks} {prog.calls} {prog.trips} "
-                     f"{prog.split} {prog.name} {prog.note} {prog.used}".encode())
+  """What a compilation depends on: the target, the loop's trip count and split, and the
+  lowered modules of the program and its body (the same program in another config or run,
+  called any number of times, hashes the same)."""
+  h = hashlib.sha256(f"{target.name} {devices} {peaks} {prog.trips} {prog.split}".encode())
   for p in (prog, prog.unit):
     if p is not None:
       h.update(p.fn.lower(*p.args).as_text().encode())
@@ -116,7 +116,10 @@ def analyze_cached(prog: Program, cpu_prog: Program, target: Target, devices: in
   path = os.path.join(cache_dir, _key(prog, target, devices, peaks) + ".json")
   if os.path.exists(path):
     with open(path) as f:
-      return Result(**json.load(f))
+      r = Result(**json.load(f))
+    # What the program is to this config, not to its compilation:
+    r.name, r.calls, r.used, r.note = prog.name, prog.calls, prog.used, prog.note
+    return r
   r = analyze(prog, cpu_prog, target, devices, peaks)
   os.makedirs(cache_dir, exist_ok=True)
   with open(path + ".tmp", "w") as f:
