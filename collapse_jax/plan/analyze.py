@@ -118,7 +118,9 @@ def analyze_cached(prog: Program, cpu_prog: Program, target: Target, devices: in
     with open(path) as f:
       r = Result(**json.load(f))
     # What the program is to this config, not to its compilation:
-    r.name, r.calls, r.used, r.note = prog.name, prog.calls, prog.used, prog.note
+    r.name, r.calls, r.used = prog.name, prog.calls, prog.used
+    if not r.memory.get("refused"):  # a refusal's note keeps the compiler's words
+      r.note = prog.note
     return r
   r = analyze(prog, cpu_prog, target, devices, peaks)
   os.makedirs(cache_dir, exist_ok=True)
