@@ -118,7 +118,10 @@ def run(job) -> None:
       if e.errno != errno.ENOSPC:
         raise
       where = e.filename or workdir.value
-      free = shutil.disk_usage(os.path.dirname(os.path.abspath(where)) or ".").free
+      existing = os.path.abspath(where)
+      while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)  # the nearest folder there is, on that disk
+      free = shutil.disk_usage(existing).free
       _fail(f"no space left on the device writing {where} ({free / 2**20:.0f} MiB free); "
             "free some space (a run needs its checkpoints and samples) and rerun the same "
             "command to resume.", 2)

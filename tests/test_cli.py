@@ -77,3 +77,21 @@ def test_help_lists_the_flags_and_the_config_fields():
   assert "--config.loop.selection='greedy'" in out.stdout
   out = _run("-h", "--config=configs/digits.py:gredy")
   assert out.returncode == 2 and "unknown variant(s) ['gredy']" in out.stderr
+
+
+def test_disk_full_is_one_line_naming_the_path_and_the_free_space(tmp_path):
+  script = tmp_path / "full.py"
+  script.write_text(
+      "import errno\nfrom collapse_jax import cli\n\n"
+      "def job(config, workdir, overwrite):\n"
+      "  raise OSError(errno.ENOSPC, 'No space left on device', workdir + '/x.bin')\n\n"
+      "cli.run(job)\n")
+  out = subprocess.run([sys.executable, str(script), "--config",
+                        os.path.join(ROOT, "configs/digits.py:smoke"), "--workdir",
+                        str(tmp_path / "w")], capture_output=True, text=True, cwd=ROOT,
+                       timeout=120)
+  assert out.returncode == 2, out.stderr
+  last = out.stderr.strip().splitlines()[-1]
+  assert re.match(rf"error: no space left on the device writing {tmp_path}/w/x.bin "
+                  r"\(\d+ MiB free\); free some space", last), last
+  assert "Traceback" not in out.stderr
