@@ -86,7 +86,8 @@ def sizes(config) -> dict[str, int]:
   return {"n": n, "pool": n * int(config.loop.pool_factor)}
 
 
-def _chunk(config, devices, num_images):
+def chunk_size(config, devices: int, num_images: int) -> int:
+  """The sampler's chunk as `diffusion.generate` rounds it for `devices` devices."""
   c, d = int(config.sample.batch_size), devices
   return max(d, (min(c, num_images) + d - 1) // d * d)
 
@@ -121,7 +122,7 @@ def diffusion_programs(config, mesh: Mesh, cpu_kernels: bool = True,
                   calls=int(tc.num_steps))
 
   pool = sizes(config)["pool"]
-  chunk = _chunk(config, round_to or mesh.size, pool)
+  chunk = chunk_size(config, round_to or mesh.size, pool)
   if model.num_classes:
     labels = jax.ShapeDtypeStruct((chunk,), jnp.int32, sharding=batch_sh)
   trips = int(config.diffusion.num_steps) if sc.method == "ddpm" else int(sc.num_steps)

@@ -119,7 +119,7 @@ def make_plan(config, target_name: str, measure: bool | None = None,
   gen_s = sum(r.calls * r.bound_s for r in results if r.used and not r.error)
   b = int(config.train.batch_size)
   sampler = results[1]
-  chunk = programs._chunk(config, mesh.size, programs.sizes(config)["pool"])
+  chunk = programs.chunk_size(config, mesh.size, programs.sizes(config)["pool"])
   plan = {
       "config": config.to_dict() if hasattr(config, "to_dict") else {},
       "target": target.name,
@@ -143,7 +143,9 @@ def make_plan(config, target_name: str, measure: bool | None = None,
       },
       "errors": [f"{r.name}: {r.error}" for r in results if r.error],
   }
-  if measure if measure is not None else target.kind in ("cpu", "local"):
+  if measure is None:  # real devices are there to time
+    measure = target.kind in ("cpu", "local")
+  if measure:
     step = analyze.measure(progs[0])
     denoise = analyze.measure(progs[1].unit)
     plan["measured"] = {
