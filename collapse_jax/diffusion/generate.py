@@ -78,6 +78,12 @@ def compiled_denoise_step(
   return jax.jit(sharding.under_mesh(fn, mesh), out_shardings=out)
 
 
+def chunk_size(batch_size: int, devices: int, num_images: int) -> int:
+  """Images per jitted sampler call: the batch size (at most the images wanted), rounded up
+  to a multiple of the devices."""
+  return max(devices, (min(batch_size, num_images) + devices - 1) // devices * devices)
+
+
 def generate(
     params,
     rng: jax.Array,
@@ -93,9 +99,7 @@ def generate(
 ) -> jax.Array:
   """`num_images` samples, uint8 (or in [-1, 1] if not `as_uint8`), as a global array split
   by rows over `mesh` (`sharding.rows_sharding`); labels (host ints) pick the classes."""
-  chunk = int(sample_config.batch_size)
-  n_dev = mesh.size
-  chunk = max(n_dev, (min(chunk, num_images) + n_dev - 1) // n_dev * n_dev)
+  chunk = chunk_size(int(sample_config.batch_size), mesh.size, num_images)
   fn = compiled_sampler(
       mesh, model, (chunk, *image_shape), sample_config.method, int(sample_config.num_steps),
       float(sample_config.eta), float(sample_config.guidance_scale),

@@ -87,9 +87,8 @@ def sizes(config) -> dict[str, int]:
 
 
 def chunk_size(config, devices: int, num_images: int) -> int:
-  """The sampler's chunk as `diffusion.generate` rounds it for `devices` devices."""
-  c, d = int(config.sample.batch_size), devices
-  return max(d, (min(c, num_images) + d - 1) // d * d)
+  """The sampler's chunk, as `diffusion.generate` makes it for `devices` devices."""
+  return generate.chunk_size(int(config.sample.batch_size), devices, num_images)
 
 
 def diffusion_programs(config, mesh: Mesh, cpu_kernels: bool = True,
