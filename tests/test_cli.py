@@ -45,9 +45,12 @@ def test_debug_keeps_the_traceback(tmp_path):
 
 
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
+  # A shell that starts pytest in the background ignores SIGINT for its children, and Python
+  # keeps an ignored SIGINT ignored: give the run the default handler back.
   proc = subprocess.Popen([sys.executable, SCRIPT, "--config", "configs/digits.py:smoke",
                            "--config.train.num_steps=100000", "--workdir", str(tmp_path)],
-                          cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                          cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   try:
     deadline = time.time() + 120
     while not (tmp_path / "gen_01").exists() and time.time() < deadline:
