@@ -10,6 +10,7 @@ import pytest
 
 from collapse_jax import checkpoint
 from collapse_jax.errors import WorkdirError
+from collapse_jax.study import sweep
 
 
 def _tree(step):
@@ -98,14 +99,8 @@ def _tear_newest(directory):
 
 def _config(name, variant):
   """get_config(variant) of configs/<name>.py."""
-  import importlib.util
-
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  spec = importlib.util.spec_from_file_location(name, os.path.join(root, "configs",
-                                                                   f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
+  return sweep.load_config(os.path.join(root, "configs", f"{name}.py:{variant}"))
 
 
 def test_a_torn_newest_loop_state_resumes_from_the_older_one_to_identical_metrics(tmp_path):

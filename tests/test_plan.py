@@ -2,7 +2,6 @@
 ring bounds, target names, and a whole plan for this host's CPU with measured times beside
 the bound (tests/aot compiles for TPU and GPU targets)."""
 
-import importlib.util
 import json
 import os
 
@@ -16,6 +15,7 @@ from jax.sharding import PartitionSpec as P
 from collapse_jax import sharding
 from collapse_jax.errors import ConfigError
 from collapse_jax.plan import hlo, report, targets
+from collapse_jax.study import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,11 +75,7 @@ def test_target_names():
 
 
 def _smoke():
-  spec = importlib.util.spec_from_file_location("digits", os.path.join(ROOT, "configs",
-                                                                       "digits.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config("smoke,greedy")
+  return sweep.load_config(os.path.join(ROOT, "configs", "digits.py:smoke,greedy"))
 
 
 def test_cpu_plan_puts_the_measured_times_beside_the_bound(tmp_path, devices):

@@ -55,7 +55,8 @@ def _batch_bytes(prog: programs.Program) -> int:
              * x.dtype.itemsize for x in batch.values())
 
 
-def _fit_train(config, target, devs, hbm, peaks, cpu_train, first, cache_dir=""):
+def _fit_train(config, target, devs, hbm, peaks, cpu_train, first, batch_bytes,
+               cache_dir=""):
   """The config's mesh if its train step fits, else the smallest fsdp that does; and the
   line that says so."""
   train = first
@@ -76,8 +77,6 @@ def _fit_train(config, target, devs, hbm, peaks, cpu_train, first, cache_dir="")
     if not r.error and r.memory["total"] <= hbm:
       mesh_try, train = {"data": n // f, "fsdp": f}, r
       break
-  mesh0 = sharding.make_mesh(dict(config.mesh), devs)
-  batch_bytes = _batch_bytes(programs.diffusion_programs(config, mesh0)[0])
   limit = _batch_limit(first, b, n, hbm, batch_bytes)
   fixes = ([f"mesh fsdp={mesh_try['fsdp']}"] if mesh_try else []) + (
       [f"batch <= {limit}"] if limit else [])
@@ -111,7 +110,7 @@ def make_plan(config, target_name: str, measure: bool | None = None,
              r.compile_s, r.memory.get("total", 0) / GiB, r.bound_s)
     results.append(r)
   chosen_mesh, train, fit_line = _fit_train(config, target, devs, hbm, peaks, cpu_progs[0],
-                                            results[0], cache_dir)
+                                            results[0], _batch_bytes(progs[0]), cache_dir)
   results[0] = train
   if fit_line:
     log.warning(fit_line)

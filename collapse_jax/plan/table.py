@@ -8,6 +8,7 @@ import os
 
 from collapse_jax.errors import ConfigError
 from collapse_jax.plan import report
+from collapse_jax.study import sweep
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +36,9 @@ ARMS = 3
 
 
 def load_config(path: str, variant: str, overrides: dict):
-  """A config file's get_config(variant) with dotted overrides, as the scripts' flags do."""
-  import importlib.util
-
-  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(variant)
+  """A config file's get_config(variant), as the scripts load it, with dotted overrides
+  given as values (not flag strings)."""
+  config = sweep.load_config(f"{path}:{variant}")
   for key, value in overrides.items():
     *parents, leaf = key.split(".")
     node = config

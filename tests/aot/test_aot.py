@@ -2,7 +2,6 @@
 memory from the shardings, collectives, the does-not-fit line, FLOPs against XLA's CPU count."""
 
 import functools
-import importlib.util
 import math
 import os
 
@@ -14,12 +13,10 @@ from collapse_jax.diffusion.state import make_optimizer
 from collapse_jax.diffusion.step import train_step
 from collapse_jax.models.unet import unet_from_config
 from collapse_jax.plan import analyze, programs, report, targets
+from collapse_jax.study import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_spec = importlib.util.spec_from_file_location("digits", os.path.join(ROOT, "configs",
-                                                                      "digits.py"))
-digits = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(digits)
+DIGITS = os.path.join(ROOT, "configs", "digits.py")
 
 TPU, GPU = "tpu:v5e:2x2", "gpu:h100:1x8"
 
@@ -27,7 +24,7 @@ TPU, GPU = "tpu:v5e:2x2", "gpu:h100:1x8"
 def small_config(**train):
   """A UNet small enough to compile in seconds, wide enough (64 channels) that its kernels
   are split by fsdp (sharding.MIN_SHARD_SIZE)."""
-  c = digits.get_config()
+  c = sweep.load_config(DIGITS)
   c.model.channels = (64, 64)
   c.model.attention_levels = (1,)
   c.model.norm_groups = 16
@@ -119,7 +116,8 @@ def test_a_batch_beyond_hbm_gets_the_does_not_fit_line():
   peaks = (t.chip.peak_flops, t.chip.hbm_bw)
   first = analyze.analyze(prog, cpu, t, 2, peaks)
   assert first.memory["total"] > t.chip.hbm_bytes
-  _, _, line = report._fit_train(c, t, devs, t.chip.hbm_bytes, peaks, cpu, first)
+  _, _, line = report._fit_train(c, t, devs, t.chip.hbm_bytes, peaks, cpu, first,
+                                 report._batch_bytes(prog))
   # fsdp splits the parameters, not the activations: only a smaller batch fits.
   assert line.startswith(f"train step needs {first.memory['total'] / 2**30:.1f} GiB per "
                          "device of 80 GiB on NVIDIA H100 80GB HBM3: use batch <= "), line
