@@ -36,7 +36,7 @@ def test_report_opens_with_the_verdict_measured_on_the_runs(tmp_path):
   assert out.returncode == 0, out.stderr
   text = (tmp_path / "cmp" / "compare.md").read_text()
   assert text.index("## Verdict") < text.index("## vanilla")
-  assert "7 of 8 claims hold" in text
+  assert "7 of 8 claims hold" in text and "Smoke-sized" not in text
   assert "| greedy keeps memorized_frac lower than vanilla at generation 3 | 0.3 vs 0.2 | " \
          "**does not hold** |" in text
   assert "800 -> 500 -> 300 (ratio 0.38)" in text
@@ -69,6 +69,7 @@ def test_arms_script_runs_the_arms_side_by_side_and_compares(tmp_path):
     assert config["seed"] == 3 and config["loop"]["selection"] == selection
   text = (tmp_path / "compare.md").read_text()
   assert "## Verdict" in text and "greedy keeps train_entropy" in text
+  assert "**Smoke-sized run** (4 train steps per generation)" in text
   limit = json.loads((tmp_path / "memorizer" / "config.json").read_text())
   assert limit["model"]["kind"] == "memorizer" and limit["loop"]["selection"] == "none"
   assert "`memorizer` is a reference, not judged" in text and "## memorizer" in text

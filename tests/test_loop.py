@@ -18,10 +18,11 @@ import digits  # noqa: E402
 import digits_cfg  # noqa: E402
 
 METRICS = ("train_entropy", "pool_entropy", "selected_entropy", "gen_score", "fd_real",
-           "pixel_variance", "memorized_frac", "unique_copied", "heldout_score")
+           "pixel_variance", "memorized_frac", "unique_copied", "heldout_score", "copy_frac",
+           "probe_conf", "real_probe_conf", "fd_real_heldout")
 DINO_METRICS = ("dino_train_entropy", "dino_pool_entropy", "dino_selected_entropy",
                 "dino_gen_score", "fd_dino", "fid", "dino_memorized_frac",
-                "dino_unique_copied", "dino_heldout_score")
+                "dino_unique_copied", "dino_heldout_score", "fd_dino_heldout")
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +61,7 @@ def test_end_to_end(tmp_path, paradigm, selection, conditional, encoder_weights)
   assert [r["generation"] for r in rows] == [1, 2]
   for r in rows:
     assert all(math.isfinite(r[k]) for k in METRICS), r
+    assert 0.1 <= r["probe_conf"] <= 1 and 0.5 <= r["real_probe_conf"] <= 1, r
     fracs = sum(v for k, v in r.items() if k.startswith("frac_"))
     assert abs(fracs - 1) < 1e-9
   assert rows[0]["frac_real"] == 1.0

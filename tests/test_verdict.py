@@ -70,3 +70,18 @@ def test_copy_test_context_reads_spacing_from_entropy():
   assert "shrank by a factor 0.25" in text and "changed by a factor 0.50" in text
   assert "passes fewer" in text
   assert verdict.copy_test_context(rows[:1]) is None
+
+
+def test_clean_claim_needs_both_the_fd_and_the_probe():
+  row = {"generation": 1, "fd_real": 1.9e4, "fd_real_heldout": 2.6e4, "probe_conf": 0.85,
+         "real_probe_conf": 0.9}
+  claim = verdict.clean_claim(row)
+  assert claim.holds and "FD 1.9e+04 vs held-out real 2.6e+04" in claim.measured
+  assert "probe confidence 0.850 vs real 0.900" in claim.measured
+  assert not verdict.clean_claim(row | {"probe_conf": 0.70}).holds  # 0.70 < 0.8 x 0.9
+  assert not verdict.clean_claim(row | {"fd_real": 2.7e4}).holds  # noise: FD beyond real's
+  assert verdict.clean_claim({k: v for k, v in row.items() if "probe" not in k}).holds
+  assert verdict.clean_claim({"generation": 1, "fd_real": 1.0}) is None
+  rows = [row | {"generation": 1, "train_entropy": 340, "gen_score": 800, "heldout_score": 1000}]
+  assert any(c.text.startswith("generation 1's samples are as clean") and c.holds
+             for c in verdict.collapse_claims(rows))

@@ -31,7 +31,7 @@ from collapse_jax.kernels.selection import greedy_select, threshold_decay_select
 from collapse_jax.loop import report
 from collapse_jax.loop.embed import SPACES, Embedder
 from collapse_jax.loop.paradigms import ImageSet, next_training_set
-from collapse_jax.metrics import collapse
+from collapse_jax.metrics import collapse, probe
 from collapse_jax.metrics.precision_recall import precision_recall
 from collapse_jax.metrics.writer import sync_rows
 from collapse_jax.sharding import make_mesh, put_rows, rows_sharding, take_rows, to_host
@@ -138,6 +138,7 @@ def _space_metrics(prefix, fd_key, f_train, f_pool, f_next, real_stats, mesh, pi
   row |= {f"{prefix}{k}": v for k, v in scores.items()}
   row[f"{prefix}heldout_score"] = real_stats[3]
   row[f"{prefix}copy_threshold"] = real_stats[4]
+  row[f"{fd_key}_heldout"] = real_stats[5]
   return row
 
 
@@ -153,6 +154,9 @@ def generation_metrics(gen, current, pool, nxt, real_stats, config, embed, mesh)
                         embed("pixels", nxt.images), real_stats["pixels"], mesh, True, lc)
   row["pixel_variance"] = collapse.pixel_variance(f_pool)
   row["pixel_dim"] = int(f_pool.shape[1])  # d of the KL entropy, to read its changes
+  if "probe" in real_stats:  # sample quality: clean samples get the real images' confidence
+    judge, row["real_probe_conf"] = real_stats["probe"]
+    row["probe_conf"] = probe.confidence(judge, to_host(f_pool[:lc.gen_score_samples]))
   if embed.has("dinov2"):
     row |= _space_metrics("dino_", "fd_dino", embed("dinov2", current.images),
                           embed("dinov2", pool.images), embed("dinov2", nxt.images),
@@ -173,18 +177,29 @@ def generation_metrics(gen, current, pool, nxt, real_stats, config, embed, mesh)
 def real_statistics(real: ImageSet, heldout: ImageSet, embed, lc) -> dict:
   """Per space: (mean, covariance, features) of the real training set, its features cached on
   disk, the held-out real images' generalization score against it (NaN without any): the
-  score new real data gets, which the samples' score is read against; and the copy distance
-  `copy_frac` counts below, fixed from the same held-out images."""
+  score new real data gets, which the samples' score is read against; the copy distance
+  `copy_frac` counts below, fixed from the same held-out images; and their FD to the real
+  set, the reference for the samples' (`fd_real_heldout`, `fd_dino_heldout`). With held-out labels,
+  "probe" holds (a pixel-space classifier fit on them, its confidence on the real training
+  set): the judge of `probe_conf`."""
   stats = {}
   for space in SPACES:
     if embed.has(space):
       feats = embed.cached(space, real.images)
-      held = thr = float("nan")
+      mu, sigma = collapse.gaussian_stats(feats)
+      held = thr = held_fd = float("nan")
       if len(heldout) and space != "inception":  # FID space has no generalization score
-        held, thr = collapse.heldout_reference(embed(space, heldout.images), feats,
-                                               pixel_mse=space == "pixels",
+        f_held = embed(space, heldout.images)
+        held, thr = collapse.heldout_reference(f_held, feats, pixel_mse=space == "pixels",
                                                max_samples=lc.gen_score_samples)
-      stats[space] = (*collapse.gaussian_stats(feats), feats, held, thr)
+        # The FD new real images get, counted as many as a pool (FD's bias depends on it).
+        if len(heldout) > 1:
+          held_fd = collapse.frechet_distance(
+              *collapse.gaussian_stats(f_held[:len(real) * lc.pool_factor]), mu, sigma)
+      stats[space] = (mu, sigma, feats, held, thr, held_fd)
+  if heldout.labels is not None and len(np.unique(heldout.labels)) > 1:
+    judge = probe.fit_probe(to_host(embed("pixels", heldout.images)), heldout.labels)
+    stats["probe"] = (judge, probe.confidence(judge, to_host(stats["pixels"][2])))
   return stats
 
 
@@ -199,8 +214,8 @@ def split_real(ds, lc, seed: int, conditional: bool, mesh) -> tuple[ImageSet, Im
   order = np.random.default_rng(seed).permutation(total)
   parts = order[:n], order[n:n + lc.n_heldout]
 
-  def image_set(idx):
-    labels = ds.labels[idx] if conditional else None
+  def image_set(idx, keep_labels):
+    labels = ds.labels[idx] if keep_labels and ds.labels is not None else None
     rows = to_uint8(ds.images[idx]) if ds.is_image else ds.images[idx].astype(np.float32)
     return ImageSet(put_rows(rows, mesh), labels, np.zeros(len(idx), np.int32))
 
@@ -215,8 +230,9 @@ def split_real(ds, lc, seed: int, conditional: bool, mesh) -> tuple[ImageSet, Im
       log.warning("no real images left for config.loop.n_heldout: heldout_score is NaN; "
                   "lower config.loop.n_train to keep some.")
     empty = np.zeros((0, *ds.images.shape[1:]), np.uint8 if ds.is_image else np.float32)
-    return image_set(parts[0]), ImageSet(empty, None, np.zeros(0, np.int32))
-  return image_set(parts[0]), image_set(parts[1])
+    return image_set(parts[0], conditional), ImageSet(empty, None, np.zeros(0, np.int32))
+  # The held-out labels never reach a model: they fit the quality probe (real_statistics).
+  return image_set(parts[0], conditional), image_set(parts[1], True)
 
 
 def fit_and_sample(generator, current: ImageSet, key, pool_size: int, num_classes: int, *,

@@ -24,6 +24,7 @@ def load_run(run: str) -> tuple[list[dict], dict]:
     return read_jsonl(path), json.load(f)
 
 
+SMOKE_STEPS = 100  # fewer train steps per generation than this: a smoke (test) run
 TRAINED = ("unet", "mlp")  # model kinds that learn; the closed forms are reference limits
 
 
@@ -75,7 +76,15 @@ def write_comparison(run_dirs: list[str], out: str) -> str:
   os.makedirs(out, exist_ok=True)
   references = {n for n, (_, c) in runs.items() if is_reference(c)}
   plots = plot_rows({n: rows for n, (rows, _) in runs.items()}, out, references)
-  lines = ["# Comparison", "", "## Verdict", "", verdict.markdown(claims(runs)), ""]
+  lines = ["# Comparison", "", "## Verdict", ""]
+  judged = [c for n, (_, c) in runs.items() if n not in references]
+  steps = min((c.get("train", {}).get("num_steps", SMOKE_STEPS) for c in judged),
+              default=SMOKE_STEPS)
+  if steps < SMOKE_STEPS:
+    lines += [f"**Smoke-sized run** ({steps} train steps per generation): the claims below are "
+              "checked on its numbers, but a model this briefly trained shows nothing about "
+              "the paper; run the config without `smoke` for a verdict.", ""]
+  lines += [verdict.markdown(claims(runs)), ""]
   vanilla = [rows for n, (rows, c) in runs.items()
              if c["loop"]["selection"] == "none" and n not in references]
   context = verdict.copy_test_context(vanilla[0]) if len(vanilla) == 1 else None

@@ -53,6 +53,9 @@ def collapse_claims(rows: list[dict], min_fall_share: float = 0.8) -> list[Claim
       claims.append(Claim(
           f"generation {last} memorizes: gen score / held-out score <= {MEMORIZES}",
           f"{_fmt(ratio)}", ratio[-1] <= MEMORIZES))
+  clean = clean_claim(rows[0])
+  if clean:
+    claims.append(clean)
   entropy = _series(rows, "train_entropy")
   if entropy and last > 1:
     falls = sum(b < a for a, b in zip(entropy, entropy[1:], strict=False))
@@ -72,6 +75,30 @@ def collapse_claims(rows: list[dict], min_fall_share: float = 0.8) -> list[Claim
         f"copies ({key}) are more common at generation {last} than at 1", _fmt(copies),
         copies[-1] > copies[0]))
   return claims
+
+
+# Samples' probe confidence over real images', at least: a blend of two real digits scores
+# ~0.65x (tests/test_probe.py), clean real digits 1x.
+CLEAN_CONFIDENCE = 0.8
+
+
+def clean_claim(row: dict) -> Claim | None:
+  """A generalization score earned by noise or blends is not generalization: the samples'
+  FD to the real set is at most new real images' (`fd_real_heldout`, as many rows), and,
+  with held-out labels, the probe is at least 0.8x as confident on them as on real images.
+  None without the reference FD."""
+  fd, ref = _series([row], "fd_real"), _series([row], "fd_real_heldout")
+  if not (fd and ref):
+    return None
+  measured, holds = f"FD {fd[0]:.4g} vs held-out real {ref[0]:.4g}", fd[0] <= ref[0]
+  conf, real = _series([row], "probe_conf"), _series([row], "real_probe_conf")
+  if conf and real:
+    measured += f"; probe confidence {conf[0]:.3f} vs real {real[0]:.3f}"
+    holds = holds and conf[0] >= CLEAN_CONFIDENCE * real[0]
+  return Claim(f"generation {row.get('generation', 1)}'s samples are as clean as real images: "
+               "FD to the real set at most held-out real images'"
+               + (f", probe confidence at least {CLEAN_CONFIDENCE}x theirs" if conf else ""),
+               measured, holds)
 
 
 def copy_key(rows: list[dict]) -> str | None:
