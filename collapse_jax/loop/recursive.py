@@ -18,6 +18,7 @@ import functools
 import logging
 import os
 import time
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -131,14 +132,15 @@ def _space_metrics(prefix, fd_key, f_train, f_pool, f_next, real_stats, mesh, pi
       f"{prefix}train_entropy": collapse.entropy(f_train, mesh),
       f"{prefix}pool_entropy": collapse.entropy(f_pool, mesh),
       f"{prefix}selected_entropy": collapse.entropy(f_next, mesh),
-      fd_key: collapse.frechet_distance(mu_p, s_p, *real_stats[:2]),
+      fd_key: collapse.frechet_distance(mu_p, s_p, real_stats.mean, real_stats.cov),
   }
   scores = collapse.novelty(f_pool, f_train, pixel_mse=pixel_mse,
-                            max_samples=lc.gen_score_samples, copy_threshold=real_stats[4])
+                            max_samples=lc.gen_score_samples,
+                            copy_threshold=real_stats.copy_threshold)
   row |= {f"{prefix}{k}": v for k, v in scores.items()}
-  row[f"{prefix}heldout_score"] = real_stats[3]
-  row[f"{prefix}copy_threshold"] = real_stats[4]
-  row[f"{fd_key}_heldout"] = real_stats[5]
+  row[f"{prefix}heldout_score"] = real_stats.heldout_score
+  row[f"{prefix}copy_threshold"] = real_stats.copy_threshold
+  row[f"{fd_key}_heldout"] = real_stats.heldout_fd
   return row
 
 
@@ -163,10 +165,11 @@ def generation_metrics(gen, current, pool, nxt, real_stats, config, embed, mesh)
                           real_stats["dinov2"], mesh, False, lc)
   if embed.has("inception"):
     f_pool = embed("inception", pool.images)
-    row["fid"] = collapse.frechet_distance(*collapse.gaussian_stats(f_pool),
-                                           *real_stats["inception"][:2])
+    real_inc = real_stats["inception"]
+    row["fid"] = collapse.frechet_distance(*collapse.gaussian_stats(f_pool), real_inc.mean,
+                                           real_inc.cov)
     m = config.eval.pr_samples
-    row["precision"], row["recall"] = precision_recall(real_stats["inception"][2][:m],
+    row["precision"], row["recall"] = precision_recall(real_inc.features[:m],
                                                        f_pool[:m], config.eval.pr_k)
   total = len(current)
   for name, count in current.source_counts().items():
@@ -174,15 +177,27 @@ def generation_metrics(gen, current, pool, nxt, real_stats, config, embed, mesh)
   return row
 
 
+class RealStats(NamedTuple):
+  """The real training set's statistics in one feature space (`real_statistics`)."""
+
+  mean: np.ndarray
+  cov: np.ndarray
+  features: jax.Array
+  heldout_score: float
+  copy_threshold: float
+  heldout_fd: float
+
+
 def real_statistics(real: ImageSet, heldout: ImageSet, embed, lc) -> dict:
-  """Per space: (mean, covariance, features) of the real training set, its features cached on
-  disk, the held-out real images' generalization score against it (NaN without any): the
-  score new real data gets, which the samples' score is read against; the copy distance
+  """Per space, a RealStats: the real training set's mean, covariance and features (cached
+  on disk); the held-out real images' generalization score against it (NaN without any),
+  the score new real data gets, which the samples' score is read against; the copy distance
   `copy_frac` counts below, fixed from the same held-out images; and their FD to the real
-  set, the reference for the samples' (`fd_real_heldout`, `fd_dino_heldout`). With held-out labels,
-  "probe" holds (a pixel-space classifier fit on them, its confidence on the real training
-  set): the judge of `probe_conf`."""
+  set, the reference for the samples' (`fd_real_heldout`, `fd_dino_heldout`). With held-out
+  labels, "probe" holds (a pixel-space classifier fit on them, its confidence on the real
+  training set): the judge of `probe_conf`."""
   stats = {}
+  labelled = heldout.labels is not None and len(np.unique(heldout.labels)) > 1
   for space in SPACES:
     if embed.has(space):
       feats = embed.cached(space, real.images)
@@ -196,10 +211,10 @@ def real_statistics(real: ImageSet, heldout: ImageSet, embed, lc) -> dict:
         if len(heldout) > 1:
           held_fd = collapse.frechet_distance(
               *collapse.gaussian_stats(f_held[:len(real) * lc.pool_factor]), mu, sigma)
-      stats[space] = (mu, sigma, feats, held, thr, held_fd)
-  if heldout.labels is not None and len(np.unique(heldout.labels)) > 1:
-    judge = probe.fit_probe(to_host(embed("pixels", heldout.images)), heldout.labels)
-    stats["probe"] = (judge, probe.confidence(judge, to_host(stats["pixels"][2])))
+      stats[space] = RealStats(mu, sigma, feats, held, thr, held_fd)
+      if space == "pixels" and labelled:  # the held-out pixels just embedded fit the probe
+        judge = probe.fit_probe(to_host(f_held), heldout.labels)
+        stats["probe"] = (judge, probe.confidence(judge, to_host(feats)))
   return stats
 
 
