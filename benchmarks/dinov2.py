@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import BENCH_PYTHON, device_line, median_time, reference  # noqa: E402
 
 from collapse_jax.encoders.dinov2 import load_dinov2  # noqa: E402
+from collapse_jax.xla_flags import encoder_compiler_options  # noqa: E402
 
 
 def save_random_dinov2(path: str) -> None:
@@ -36,7 +37,9 @@ def save_random_dinov2(path: str) -> None:
 def time_flax(weights: str, x: np.ndarray, dtype: str, batch: int, repeats: int):
   """(seconds, CLS features) of the jitted Flax model over `x` in batches."""
   model, params = load_dinov2(weights, getattr(jnp, dtype))
-  fn = jax.jit(lambda p, b: model.apply({"params": p}, b)[0])
+  # The XLA options the package's extractor compiles with (collapse_jax/encoders/extract.py).
+  options = encoder_compiler_options(jax.devices()[0].platform)
+  fn = jax.jit(lambda p, b: model.apply({"params": p}, b)[0], compiler_options=options)
   xs = jnp.asarray(x.transpose(0, 2, 3, 1))
   return median_time(
       lambda: jnp.concatenate([fn(params, xs[i : i + batch]) for i in range(0, len(x), batch)]),

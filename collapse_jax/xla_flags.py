@@ -5,6 +5,9 @@ jaxlib 0.10's XLA:CPU hands every convolution to YNNPACK, which on the UNet's sh
 with it off, benchmarks/RESULTS.md); its dot and reduction fusions stay on. The flag only
 affects the CPU backend. A flag the user already set in XLA_FLAGS wins, and
 COLLAPSE_XLA_CPU_DEFAULTS=0 leaves XLA_FLAGS alone.
+
+Per program, `encoder_compiler_options` turns YNNPACK off altogether for the feature
+extractors (DINOv2, Inception), where that was measured to pay.
 """
 
 import os
@@ -16,19 +19,48 @@ CPU_DEFAULTS = (
 )
 MEASURED_JAXLIB = ("0.10.",)
 
+# No YNNPACK fusions at all: Eigen dots, XLA's own reductions. Measured on DINOv2 ViT-S/14,
+# 32 images (benchmarks/RESULTS.md): 2.73 -> 2.49 s (its wide MLP dot, 384 -> 1536, is
+# 71 ms in YNNPACK and 60 ms in Eigen, and YNNPACK's reduction fusions absorb the dots
+# after each LayerNorm); the Inception forward is unchanged (2.21 vs 2.22 s). Not for the
+# UNet: the sampler (4.67 -> 4.95 s for 10 steps of 64 images) and the train step lose
+# YNNPACK's GroupNorm reductions, and the kNN kernel its dots (1.8 vs 2.4 s at n = 10000,
+# d = 3072). The value replaces XLA's list of fusion types.
+ENCODER_CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
-def apply_cpu_defaults() -> None:
-  """Appends CPU_DEFAULTS to XLA_FLAGS (read when the first backend starts)."""
+
+# Whether XLA_FLAGS held the user's own ynn fusion types when the package was imported.
+_user_ynn_types = False
+
+
+def _enabled() -> bool:
+  """Whether the measured defaults apply: not opted out, and a jaxlib they were measured on."""
   if os.environ.get("COLLAPSE_XLA_CPU_DEFAULTS", "1") == "0":
-    return
+    return False
   try:
     from importlib.metadata import version  # noqa: PLC0415
 
-    if not version("jaxlib").startswith(MEASURED_JAXLIB):
-      return
+    return version("jaxlib").startswith(MEASURED_JAXLIB)
   except Exception:  # noqa: BLE001 (no jaxlib metadata: leave the flags alone)
-    return
+    return False
+
+
+def encoder_compiler_options(platform: str) -> dict[str, str] | None:
+  """`jax.jit(compiler_options=...)` for a feature extractor on `platform`:
+  ENCODER_CPU_OPTIONS on the CPU; None on other platforms, when opted out, or when the user
+  set the ynn fusion types in XLA_FLAGS themselves."""
+  if platform != "cpu" or _user_ynn_types or not _enabled():
+    return None
+  return dict(ENCODER_CPU_OPTIONS)
+
+
+def apply_cpu_defaults() -> None:
+  """Appends CPU_DEFAULTS to XLA_FLAGS (read when the first backend starts)."""
+  global _user_ynn_types
   flags = os.environ.get("XLA_FLAGS", "")
+  _user_ynn_types = "xla_cpu_experimental_ynn_fusion_type" in flags
+  if not _enabled():
+    return
   extra = [f"{name}={value}" for name, value in CPU_DEFAULTS if name not in flags]
   if extra:
     os.environ["XLA_FLAGS"] = " ".join([flags, *extra]).strip()

@@ -18,7 +18,7 @@ from jax import lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from collapse_jax import sharding
+from collapse_jax import sharding, xla_flags
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,9 @@ def _compiled(encoder: Encoder, mesh: Mesh, n: int, local_batch: int):
                       out_specs=P(sharding.BATCH_AXES))(params, x)
     return f[:n]
 
-  return jax.jit(features, out_shardings=sharding.rows_sharding(mesh, n))
+  options = xla_flags.encoder_compiler_options(mesh.devices.flat[0].platform)
+  return jax.jit(features, out_shardings=sharding.rows_sharding(mesh, n),
+                 compiler_options=options)
 
 
 @functools.cache
