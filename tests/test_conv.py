@@ -115,3 +115,14 @@ def test_unet_with_matmul_conv_equals_native(dtype):
     assert scale > 0, path
     np.testing.assert_allclose(np.asarray(a) / scale, np.asarray(b) / scale, atol=1e-4,
                                err_msg=jax.tree_util.keystr(path))
+
+
+def test_config_model_cpu_kernels_reaches_the_unet():
+  """`--config.model.cpu_kernels=False` builds the UNet with XLA's own convs and GroupNorm."""
+  from collapse_jax import config_lib
+  from collapse_jax.models.unet import unet_from_config
+
+  config = config_lib.base_config()
+  assert unet_from_config(config.model, (32, 32, 3), 0).cpu_kernels
+  config.model.cpu_kernels = False
+  assert not unet_from_config(config.model, (32, 32, 3), 0).cpu_kernels

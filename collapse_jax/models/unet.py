@@ -191,4 +191,5 @@ def unet_from_config(model_config, image_shape: tuple[int, int, int], num_classe
       num_classes=num_classes if model_config.class_conditional else 0,
       dropout=model_config.dropout,
       dtype=jnp.bfloat16 if model_config.dtype == "bfloat16" else jnp.float32,
+      cpu_kernels=model_config.get("cpu_kernels", True),
   )
