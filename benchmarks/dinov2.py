@@ -1,10 +1,12 @@
 """DINOv2 ViT-S/14 feature extraction: collapse_jax (Flax) against transformers (PyTorch) on
 the same preprocessed 224x224 inputs and the same (random, dinov2-small-shaped) weights.
 
-  .venv/bin/python benchmarks/dinov2.py [--images 256 --batch 64]
+  .venv/bin/python benchmarks/dinov2.py [--images 256 --batch 64] [--rounds 3] [--dtypes float32]
 
 Reports images/s of each and their ratio, measured in one run, plus the largest CLS
-difference (fp32) as a check that both computed the same features.
+difference (fp32) as a check that both computed the same features. With --rounds R the two
+sides alternate R times (reference, then each dtype) and the ratio is the median of the R
+rounds' ratios, with their range: on a shared machine one pass of each moves by ~10%.
 """
 
 import argparse
@@ -51,24 +53,43 @@ def main():
   parser.add_argument("--images", type=int, default=256)
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--rounds", type=int, default=1)
+  parser.add_argument("--dtypes", default="float32,bfloat16")
   args = parser.parse_args()
   print(device_line())
+  dtypes = tuple(args.dtypes.split(","))
   with tempfile.TemporaryDirectory() as tmp:
     weights = os.path.join(tmp, "dinov2")
     save_random_dinov2(weights)
     x = np.random.default_rng(0).normal(size=(args.images, 3, 224, 224)).astype(np.float32)
     data = os.path.join(tmp, "x.npy")
     np.save(data, x)
-    ref = reference("dinov2", "--data", data, "--weights", weights, "--batch",
-                    str(args.batch), "--repeats", str(args.repeats))
-    for dtype in ("float32", "bfloat16"):
-      t, out = time_flax(weights, x, dtype, args.batch, args.repeats)
-      line = f"collapse_jax {dtype}: {args.images / t:.1f} images/s ({t:.2f} s)"
+    ref_s, ours_s, diff = [], {d: [] for d in dtypes}, None
+    for r in range(args.rounds):
+      ref = reference("dinov2", "--data", data, "--weights", weights, "--batch",
+                      str(args.batch), "--repeats", str(args.repeats))
       if ref:
-        ratio = ref["torch_s"] / t
-        line += f" | transformers fp32: {ref['images_per_s']:.1f} images/s | ratio {ratio:.2f}x"
-        if dtype == "float32":
+        ref_s.append(ref["torch_s"])
+      for dtype in dtypes:
+        t, out = time_flax(weights, x, dtype, args.batch, args.repeats)
+        ours_s[dtype].append(t)
+        if ref and dtype == "float32":
           diff = np.abs(np.asarray(out) - np.load(data + ".torch.npy")).max()
+      if args.rounds > 1:
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(
+            [f"transformers {args.images / ref_s[-1]:.1f}"] * bool(ref_s)
+            + [f"{d} {args.images / ours_s[d][-1]:.1f}" for d in dtypes]) + " images/s",
+            flush=True)
+    for dtype in dtypes:
+      t = float(np.median(ours_s[dtype]))
+      line = f"collapse_jax {dtype}: {args.images / t:.1f} images/s ({t:.2f} s)"
+      if ref_s:
+        ratios = np.array(ref_s) / np.array(ours_s[dtype])
+        line += (f" | transformers fp32: {args.images / np.median(ref_s):.1f} images/s"
+                 f" | ratio {np.median(ratios):.2f}x")
+        if args.rounds > 1:
+          line += f" (rounds {ratios.min():.2f}-{ratios.max():.2f}x)"
+        if dtype == "float32":
           line += f" | max |CLS diff| {diff:.1e}"
       print(line, flush=True)
 

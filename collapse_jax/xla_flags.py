@@ -20,12 +20,12 @@ CPU_DEFAULTS = (
 MEASURED_JAXLIB = ("0.10.",)
 
 # No YNNPACK fusions at all: Eigen dots, XLA's own reductions. Measured on DINOv2 ViT-S/14,
-# 32 images (benchmarks/RESULTS.md): 2.73 -> 2.49 s (its wide MLP dot, 384 -> 1536, is
-# 71 ms in YNNPACK and 60 ms in Eigen, and YNNPACK's reduction fusions absorb the dots
-# after each LayerNorm); the Inception forward is unchanged (2.21 vs 2.22 s). Not for the
-# UNet: the sampler (4.67 -> 4.95 s for 10 steps of 64 images) and the train step lose
-# YNNPACK's GroupNorm reductions, and the kNN kernel its dots (1.8 vs 2.4 s at n = 10000,
-# d = 3072). The value replaces XLA's list of fusion types.
+# 32 images, 10 alternating runs in one process (benchmarks/RESULTS.md): 2.87 -> 2.47 s
+# (its wide MLP dot, 384 -> 1536, is 71 ms in YNNPACK and 62 ms in Eigen, and YNNPACK's
+# reduction fusions absorb the dots after each LayerNorm); the Inception forward is
+# unchanged (2.21 vs 2.22 s). Not for the UNet: the sampler (4.67 -> 4.95 s for 10 steps of
+# 64 images) and the train step lose YNNPACK's GroupNorm reductions, and the kNN kernel its
+# dots (1.8 vs 2.4 s at n = 10000, d = 3072). The value replaces XLA's list of fusion types.
 ENCODER_CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 

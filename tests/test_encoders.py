@@ -36,10 +36,10 @@ def test_dinov2_matches_transformers(hf_dinov2):
   assert np.abs(np.asarray(patches) - ref[:, 1:]).max() < 1e-4
 
 
-@pytest.mark.parametrize("batch", [3, 12])  # groups of 1 image, and 3 groups of 4
+@pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_dinov2_cpu_attention_equals_dot_product_attention(dtype, batch):
-  """The grouped per-image attention the CPU runs against jax.nn.dot_product_attention, on
+  """The per-image attention the CPU runs against jax.nn.dot_product_attention, on
   fresh (B, 257, heads, 64) inputs, and `attention` lowers to it on the CPU only."""
   rng = np.random.default_rng()
   q, k, v = (jax.numpy.asarray(rng.normal(size=(batch, 257, 6, 64)), dtype) for _ in range(3))

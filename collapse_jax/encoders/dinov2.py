@@ -48,36 +48,19 @@ class Dinov2Config:
     return cls(**{k: v for k, v in d.items() if k in names})
 
 
-# Images per `lax.map` step of the CPU attention, unrolled inside it (measured: 1 per step
-# 11.2 img/s, 4 or 8 unrolled ~12.0; 32 no better and a 4x longer compile).
-ATTENTION_GROUP = 8
-
-
-def _attention_one(q, k, v):
-  """One image's softmax attention, all heads in one batched product: (T, heads, head_dim).
-  The scores are normalised after the value product (a (T, heads) divide, not (heads, T, T)),
-  in float32."""
-  scale = 1.0 / math.sqrt(q.shape[-1])
-  s = jnp.einsum("qhd,khd->hqk", q * scale, k, preferred_element_type=jnp.float32)
-  e = jnp.exp(s - s.max(axis=-1, keepdims=True))
-  o = jnp.einsum("hqk,khd->qhd", e.astype(v.dtype), v, preferred_element_type=jnp.float32)
-  return (o / jnp.swapaxes(e.sum(axis=-1), 0, 1)[..., None]).astype(v.dtype)
-
-
 def _attention_per_image(q, k, v):
-  """Softmax attention a few images at a time: `lax.map` over groups of ATTENTION_GROUP
-  images, each image's product unrolled in the group. On XLA:CPU an image's heads in one
-  batched product run at 3x the rate of one (batch x heads) product, and unrolling lets the
-  independent images overlap (benchmarks/RESULTS.md)."""
-  b = q.shape[0]
-  g = math.gcd(b, ATTENTION_GROUP)
+  """Softmax attention one image at a time (`lax.map`), all heads of an image in one batched
+  product: on XLA:CPU 3x the rate of one (batch x heads) batched product, whose (257 x 64)
+  slices run at ~20 GFLOP/s (benchmarks/RESULTS.md). Scores and softmax in float32."""
+  scale = 1.0 / math.sqrt(q.shape[-1])
 
-  def group(args):
-    qs, ks, vs = args
-    return jnp.stack([_attention_one(qs[i], ks[i], vs[i]) for i in range(g)])
+  def one(args):
+    qi, ki, vi = args  # (T, heads, head_dim)
+    s = jnp.einsum("qhd,khd->hqk", qi, ki, preferred_element_type=jnp.float32) * scale
+    p = jax.nn.softmax(s, axis=-1).astype(vi.dtype)
+    return jnp.einsum("hqk,khd->qhd", p, vi)
 
-  split = lambda t: t.reshape(b // g, g, *t.shape[1:])
-  return jax.lax.map(group, (split(q), split(k), split(v))).reshape(q.shape)
+  return jax.lax.map(one, (q, k, v))
 
 
 def attention(q, k, v, cpu_kernels: bool = True):
