@@ -29,6 +29,22 @@ MEASURED_JAXLIB = ("0.10.",)
 ENCODER_CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
+# Programs that run once per model (parameter initialisation: threefry bits for every weight)
+# compile at LLVM -O0 on the CPU. jaxlib 0.12's XLA:CPU takes 40.6 s to compile the init of a
+# two-level test UNet at the default level and 8.2 s at -O0 (jaxlib 0.10.2: 13.4 s); the
+# program runs once, in under a second either way, and its values agree to float rounding
+# (8.9e-8 on that UNet's parameters).
+ONCE_CPU_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
+def once_compiler_options(platform: str) -> dict | None:
+  """`jax.jit(compiler_options=...)` for a program that runs once per model (its init) on
+  `platform`: ONCE_CPU_OPTIONS on the CPU unless COLLAPSE_XLA_CPU_DEFAULTS=0; None elsewhere."""
+  if platform != "cpu" or os.environ.get("COLLAPSE_XLA_CPU_DEFAULTS", "1") == "0":
+    return None
+  return dict(ONCE_CPU_OPTIONS)
+
+
 # Whether XLA_FLAGS held the user's own ynn fusion types when the package was imported.
 _user_ynn_types = False
 

@@ -8,8 +8,7 @@ from scipy import stats
 from collapse_jax.study import aggregate
 
 
-def test_mean_ci_matches_scipy_t_interval():
-  rng = np.random.default_rng()
+def test_mean_ci_matches_scipy_t_interval(rng):
   for n in (2, 3, 7):
     v = rng.normal(5, 2, n)
     lo, hi = stats.t.interval(0.95, n - 1, loc=v.mean(), scale=stats.sem(v))
@@ -20,8 +19,7 @@ def test_mean_ci_matches_scipy_t_interval():
   assert one.mean == 3.0 and math.isnan(one.lo) and one.n == 1
 
 
-def test_pearson_bootstrap_r_and_interval():
-  rng = np.random.default_rng()
+def test_pearson_bootstrap_r_and_interval(rng):
   x = rng.normal(size=60)
   y = 0.8 * x + rng.normal(scale=0.5, size=60)
   e = aggregate.pearson_bootstrap(x, y, n_boot=4000, seed=1)

@@ -122,6 +122,7 @@ def test_a_torn_newest_loop_state_resumes_from_the_older_one_to_identical_metric
   assert [a.split("-")[0] for a in aside] == [str(torn)]
 
 
+@pytest.mark.slow
 def test_a_torn_newest_model_checkpoint_resumes_from_the_older_one(tmp_path):
   from collapse_jax.diffusion.fit import fit
   from collapse_jax.models.unet import unet_from_config

@@ -30,8 +30,7 @@ def test_section3_smaller_n_falls_faster_and_r():
   assert got[1].measured.startswith("r = 1 ")
 
 
-def test_reservoir_floor_rises_with_lambda_and_zero_keeps_falling():
-  rng = np.random.default_rng()
+def test_reservoir_floor_rises_with_lambda_and_zero_keeps_falling(rng):
   cells = {}
   for lam, series in ((0.0, [340, 300, 260, 220]), (0.5, [340, 320, 315, 314])):
     runs = []
@@ -63,11 +62,11 @@ def test_reservoir_floor_rises_with_lambda_and_zero_keeps_falling():
   assert [c.holds for c in got] == [False, True, True]
 
 
-def test_paired_differences_decide_accumulate_and_selection():
+def test_paired_differences_decide_accumulate_and_selection(rng):
   cells = _runs("loop.paradigm", "replace", [800, 400, 200], "gen_score", fd_real=9.0)
   cells |= _runs("loop.paradigm", "accumulate", [800, 700, 650], "gen_score", fd_real=3.0)
   assert [c.holds for c in claims.accumulate(cells)] == [True, True]
-  sel, rng = {}, np.random.default_rng()
+  sel = {}
   for name, entropy, score in (("none", 250.0, 100.0), ("random", 255.0, 110.0),
                                ("greedy", 300.0, 260.0), ("threshold", 240.0, 95.0)):
     cell = _runs("loop.selection", name, [340.0, entropy], "train_entropy")
@@ -101,8 +100,7 @@ def _gaussian_chains(num, n, d, g, rng, shift=0.0):
   return {(("loop.n_train", str(n)),): runs}
 
 
-def test_wishart_claim_is_the_law_inside_the_interval():
-  rng = np.random.default_rng()
+def test_wishart_claim_is_the_law_inside_the_interval(rng):
   cells = _gaussian_chains(30, 12, 2, 6, rng)
   runs = cells[(("loop.n_train", "12"),)]
   steps = np.concatenate([np.diff([r["model_entropy"] for r in rows]) for rows in runs])

@@ -9,8 +9,7 @@ from collapse_jax.loop import embed
 from collapse_jax.metrics import collapse
 
 
-def test_trace_sqrt_product_matches_scipy_sqrtm():
-  rng = np.random.default_rng()
+def test_trace_sqrt_product_matches_scipy_sqrtm(rng):
   for d, rank in ((64, 64), (64, 20)):
     a, b = rng.normal(size=(d, rank)), rng.normal(size=(d, d))
     s1, s2 = a @ a.T / rank, b @ b.T / d
@@ -18,8 +17,7 @@ def test_trace_sqrt_product_matches_scipy_sqrtm():
     np.testing.assert_allclose(collapse.trace_sqrt_product(s1, s2), want, rtol=1e-7)
 
 
-def test_frechet_distance_closed_form_for_diagonal_covariances():
-  rng = np.random.default_rng()
+def test_frechet_distance_closed_form_for_diagonal_covariances(rng):
   d = 6
   mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
   s1, s2 = rng.uniform(0.1, 3, d), rng.uniform(0.1, 3, d)
@@ -38,8 +36,7 @@ def test_frechet_distance_with_singular_covariance_is_finite():
   assert np.isfinite(collapse.frechet_distance(mu, s, mu + 1, s))
 
 
-def test_generalization_score_is_nearest_training_distance():
-  rng = np.random.default_rng()
+def test_generalization_score_is_nearest_training_distance(rng):
   train = rng.normal(size=(300, 64)).astype(np.float32) * 40
   gen = rng.normal(size=(50, 64)).astype(np.float32) * 40
   gen[:10] = train[:10]  # exact copies score 0
@@ -59,8 +56,7 @@ def test_pixel_features_and_variance():
   np.testing.assert_allclose(collapse.pixel_variance(f), np.var(f[:, 0], ddof=1))
 
 
-def test_gaussian_stats_on_a_sharded_set_match_numpy_float64():
-  rng = np.random.default_rng()
+def test_gaussian_stats_on_a_sharded_set_match_numpy_float64(rng):
   x = (rng.normal(size=(96, 48)) * 40 + 120).astype(np.float32)  # pixel-like scale
   mesh = sharding.make_mesh({"data": 4, "fsdp": 2})
   for n in (96, 90):  # 96 rows split over all 8 devices; 90 over the 2 'fsdp' ones
@@ -72,8 +68,8 @@ def test_gaussian_stats_on_a_sharded_set_match_numpy_float64():
                                np.trace(np.cov(want, rowvar=False)), rtol=1e-5)
 
 
-def test_device_fingerprint_ignores_sharding_and_sees_one_changed_pixel():
-  images = np.random.default_rng().integers(0, 256, (64, 8, 8, 1), dtype=np.uint8)
+def test_device_fingerprint_ignores_sharding_and_sees_one_changed_pixel(rng):
+  images = rng.integers(0, 256, (64, 8, 8, 1), dtype=np.uint8)
   by_rows = sharding.put_rows(images, sharding.make_mesh({"data": 4, "fsdp": 2}))
   one_device = sharding.put_rows(images, sharding.make_mesh({"data": 1}, jax.devices()[:1]))
   assert embed.fingerprint(by_rows) == embed.fingerprint(one_device)
@@ -95,8 +91,7 @@ def _novelty_numpy(gen, train, pixel_mse, max_samples, copy_threshold):
           "copy_frac": np.mean(order[:, 0] < copy_threshold)}
 
 
-def test_memorization_measures_match_brute_force_sharded_and_not():
-  rng = np.random.default_rng()
+def test_memorization_measures_match_brute_force_sharded_and_not(rng):
   train = rng.uniform(0, 255, (64, 48)).astype(np.float32)
   gen = rng.uniform(0, 255, (96, 48)).astype(np.float32)
   copies = rng.choice(64, 40)  # near-copies of 40 draws (with repeats): memorized

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from collapse_jax.images import save_grid
 from collapse_jax.study import comparison
@@ -50,6 +51,7 @@ def test_no_verdict_without_exactly_one_vanilla_run(tmp_path):
   assert comparison.claims(runs) == []
 
 
+@pytest.mark.slow
 def test_arms_script_runs_the_arms_side_by_side_and_compares(tmp_path):
   """scripts/arms.py, the body of `make run`, on the smoke config (two arms, seconds), with
   the memorization limit drawn beside them (--limit)."""

@@ -19,8 +19,7 @@ def sklearn_entropy(x, k=1):
 
 
 @pytest.mark.parametrize("n,d,k", [(500, 3, 1), (700, 64, 1), (300, 3072, 1), (400, 10, 3)])
-def test_matches_sklearn_reference(n, d, k):
-  rng = np.random.default_rng()
+def test_matches_sklearn_reference(n, d, k, rng):
   x = rng.normal(size=(n, d)) * rng.uniform(0.5, 3.0)
   if d == 3072:  # pixel space: raw 0-255 values
     x = rng.integers(0, 256, size=(n, d))
@@ -53,8 +52,8 @@ def test_converges_to_uniform_box_entropy():
   assert abs(kl_entropy(x) - np.log(sides).sum()) < 0.05
 
 
-def test_sharded_equals_single_device(devices):
-  x = np.random.default_rng().normal(size=(800, 24)).astype(np.float32)
+def test_sharded_equals_single_device(devices, rng):
+  x = rng.normal(size=(800, 24)).astype(np.float32)
   one = kl_entropy(x, block_size=96)
   mesh = make_mesh({"data": 8, "fsdp": 1}, devices)
   assert kl_entropy(x, mesh=mesh, block_size=40) == pytest.approx(one, rel=1e-6)

@@ -34,9 +34,8 @@ def make(variant, shape, mesh, num_classes=0, **model):
 
 
 @pytest.mark.parametrize("devices", [1, 8])
-def test_gaussian_fit_equals_numpy_mle_and_samples_it(devices):
+def test_gaussian_fit_equals_numpy_mle_and_samples_it(devices, rng):
   mesh = make_mesh(devices=jax.devices()[:devices])
-  rng = np.random.default_rng()
   # A random rotation and scales in [0.5, 2]: a covariance with condition number <= 16, as a
   # raw normal mixing matrix can be near-singular, where float32 log-determinants (the
   # model's entropy) lose digits the test would then blame on the fit.
@@ -69,8 +68,7 @@ def numpy_optimal_eps(x_t, abar, rows, labels=None, row_labels=None):
   return (x_t - np.sqrt(abar)[:, None] * x0) / np.sqrt(1 - abar)[:, None]
 
 
-def test_memorizer_denoiser_equals_numpy_posterior():
-  rng = np.random.default_rng()
+def test_memorizer_denoiser_equals_numpy_posterior(rng):
   rows = rng.normal(size=(50, 6)).astype(np.float32)
   row_labels = rng.integers(3, size=50).astype(np.int32)
   t = rng.integers(0, 1000, size=32).astype(np.int32)
@@ -87,10 +85,9 @@ def test_memorizer_denoiser_equals_numpy_posterior():
   np.testing.assert_allclose(got, want, atol=2e-3, rtol=1e-3)
 
 
-def test_memorizer_copies_training_rows_and_greedy_keeps_every_distinct_copy(devices):
+def test_memorizer_copies_training_rows_and_greedy_keeps_every_distinct_copy(devices, rng):
   """From a 2N pool of copies, greedy selection keeps all distinct rows before a repeat."""
   mesh = make_mesh()
-  rng = np.random.default_rng()
   config = theory_config.get_config("memorizer")
   config.loop.selection = "greedy"
   select = make_select_fn(config.loop, mesh, lambda images: images.reshape(len(images), -1)
@@ -109,9 +106,8 @@ def test_memorizer_copies_training_rows_and_greedy_keeps_every_distinct_copy(dev
     assert len(np.unique(host[picked], axis=0)) == min(32, distinct)
 
 
-def test_kde_draws_a_row_plus_bandwidth_noise():
+def test_kde_draws_a_row_plus_bandwidth_noise(rng):
   mesh = make_mesh()
-  rng = np.random.default_rng()
   grid = np.stack(np.meshgrid(np.arange(4), np.arange(4)), -1).reshape(16, 2)
   rows = 10.0 * grid + rng.uniform(-1, 1, size=(16, 2))  # >= 8 apart: the nearest is the source
   gen = make("kde", (2,), mesh, bandwidth=0.25)
@@ -125,8 +121,8 @@ def test_kde_draws_a_row_plus_bandwidth_noise():
   assert stats.kstest(noise[:, 0] / 0.25, "norm").pvalue > 1e-4
 
 
-def test_synthetic_data_have_their_stated_laws():
-  x, cov = synthetic.gaussian(200_000, 4, 2.0, 1.0, seed=np.random.default_rng().integers(99))
+def test_synthetic_data_have_their_stated_laws(rng):
+  x, cov = synthetic.gaussian(200_000, 4, 2.0, 1.0, seed=rng.integers(99))
   np.testing.assert_allclose(np.linalg.eigvalsh(cov), sorted(4.0 / np.arange(1, 5)), rtol=1e-9)
   np.testing.assert_allclose(np.cov(x.T), cov, atol=0.03)
   x, labels, means = synthetic.mixture(50_000, 3, 5, 4.0, 0.5, seed=3)

@@ -37,9 +37,8 @@ def test_queries_against_base_with_k_gt_1():
   np.testing.assert_array_equal(idx, ref_i)
 
 
-def test_duplicates_give_exactly_zero_and_ties_resolve_to_a_tied_point():
+def test_duplicates_give_exactly_zero_and_ties_resolve_to_a_tied_point(rng):
   # Large pixel-like values make ||q||^2 + ||x||^2 - 2 q.x cancel badly; recompute fixes it.
-  rng = np.random.default_rng()
   x = rng.integers(0, 256, size=(50, 3072)).astype(np.float32)
   x[7] = x[31]
   x[8] = x[31]

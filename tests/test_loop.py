@@ -27,13 +27,13 @@ DINO_METRICS = ("dino_train_entropy", "dino_pool_entropy", "dino_selected_entrop
 
 @pytest.fixture(scope="module")
 def encoder_weights(tmp_path_factory):
-  """(tiny random DINOv2 HF directory, random FID Inception .pth)."""
-  from tests.encoder_weights import DINOV2_TINY, dinov2_dir, inception_pth
+  """(tiny random DINOv2 HF directory, random converted FID Inception)."""
+  from tests.encoder_weights import DINOV2_TINY, dinov2_dir, inception_msgpack
 
   root = tmp_path_factory.mktemp("weights")
   dinov2_dir(str(root / "dinov2"), DINOV2_TINY)
-  inception_pth(str(root / "inception.pth"))
-  return str(root / "dinov2"), str(root / "inception.pth")
+  inception_msgpack(str(root / "inception.msgpack"))
+  return str(root / "dinov2"), str(root / "inception.msgpack")
 
 
 @pytest.mark.parametrize("paradigm,selection,conditional", [
@@ -105,6 +105,7 @@ def kill_when(proc, path, timeout=600):
   assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
 
 
+@pytest.mark.slow
 def test_sigkill_mid_training_and_at_a_phase_boundary_then_resume(tmp_path):
   full = recursive(tmp_path / "full")
   out, _ = full.communicate(timeout=900)

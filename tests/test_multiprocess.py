@@ -40,6 +40,7 @@ def results(procs, logs):
   return [json.loads(f.read_text().strip().splitlines()[-1]) for f in outs]
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process(tmp_path):
   port = free_port()
   # Both processes share one workdir, as hosts share a filesystem.

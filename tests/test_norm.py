@@ -12,8 +12,7 @@ from collapse_jax.models.norm import GroupNorm, group_norm
 @pytest.mark.parametrize("shape,groups", [((4, 8, 8, 32), 8), ((3, 5, 7, 48), 16),
                                           ((6, 10, 12), 4)])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_group_norm_and_gradients_equal_flax(shape, groups, dtype):
-  rng = np.random.default_rng()
+def test_group_norm_and_gradients_equal_flax(shape, groups, dtype, rng):
   x = jnp.asarray(rng.normal(size=shape) * 3 + 1.5, dtype)
   ref, ours = nn.GroupNorm(num_groups=groups, epsilon=1e-5, dtype=dtype), GroupNorm(groups,
                                                                                  dtype=dtype)
@@ -32,9 +31,8 @@ def test_group_norm_and_gradients_equal_flax(shape, groups, dtype):
     np.testing.assert_allclose(np.float32(a) / scale, np.float32(b) / scale, atol=tol)
 
 
-def test_group_norm_gradient_is_the_autodiff_one_of_its_forward():
+def test_group_norm_gradient_is_the_autodiff_one_of_its_forward(rng):
   """The custom VJP against jax.grad of the plain formula (float64-free check in f32)."""
-  rng = np.random.default_rng()
   x = jnp.asarray(rng.normal(size=(2, 4, 4, 12)), jnp.float32)
   s, b = (jnp.asarray(rng.normal(size=12), jnp.float32) for _ in range(2))
 

@@ -67,10 +67,9 @@ def test_unknown_paradigm():
 
 @pytest.mark.parametrize("paradigm,vanilla", [("replace", False), ("accumulate", True),
                                               ("accumulate", False), ("fresh", False)])
-def test_sets_on_the_mesh_equal_host_sets(paradigm, vanilla):
+def test_sets_on_the_mesh_equal_host_sets(paradigm, vanilla, rng):
   """Random images and picks: the device path (take_rows / concat_rows, split by rows over
   a (4, 2) mesh, odd sizes replicated) gives the same images as numpy indexing."""
-  rng = np.random.default_rng()
   mesh = sharding.make_mesh({"data": 4, "fsdp": 2})
   hosts = [ImageSet(rng.integers(0, 256, (n, 4, 4, 3), dtype=np.uint8),
                     np.arange(n, dtype=np.int32) % 3, np.full(n, g, np.int32))

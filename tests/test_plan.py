@@ -7,7 +7,6 @@ import os
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -49,9 +48,9 @@ def test_ring_bounds():
   assert hlo.seconds(hlo.Collective("all-reduce", 1000, 1), 100.0) == 0.0
 
 
-def test_collectives_of_a_compiled_psum(devices):
+def test_collectives_of_a_compiled_psum(devices, rng):
   mesh = sharding.make_mesh({"data": 8, "fsdp": 1}, devices)
-  n = int(np.random.default_rng().integers(1, 500))
+  n = int(rng.integers(1, 500))
   f = jax.jit(jax.shard_map(lambda x: jax.lax.psum(x, "data"), mesh=mesh,
                             in_specs=P("data"), out_specs=P()))
   x = jax.ShapeDtypeStruct((8 * n,), jnp.float32, sharding=NamedSharding(mesh, P("data")))

@@ -7,8 +7,6 @@ import pytest
 from collapse_jax.kernels.entropy import kl_entropy
 from collapse_jax.kernels.selection import (
     greedy_select,
-    no_select,
-    random_select,
     threshold_decay_select,
 )
 from collapse_jax.sharding import make_mesh
@@ -25,13 +23,13 @@ def numpy_farthest_point(x, n_select, start):
   return np.array(selected)
 
 
-def fresh(n, d):
-  return np.random.default_rng().normal(size=(n, d)).astype(np.float32)
+def fresh(rng, n, d):
+  return rng.normal(size=(n, d)).astype(np.float32)
 
 
-def test_greedy_equals_numpy_reference():
-  x = fresh(777, 20)
-  start = int(np.random.default_rng().integers(777))
+def test_greedy_equals_numpy_reference(rng):
+  x = fresh(rng, 777, 20)
+  start = int(rng.integers(777))
   sel = np.asarray(greedy_select(x, 150, start=start))
   assert sel.dtype == np.int32 and sel[0] == start
   ref = numpy_farthest_point(x, 150, start)
@@ -41,17 +39,17 @@ def test_greedy_equals_numpy_reference():
   assert_farthest_point_order(x, sel, 150)
 
 
-def test_greedy_has_higher_entropy_than_random():
-  x = fresh(2000, 8)
+def test_greedy_has_higher_entropy_than_random(rng):
+  x = fresh(rng, 2000, 8)
   greedy = np.asarray(greedy_select(x, 300, key=jax.random.key(0)))
-  rand = np.asarray(random_select(2000, 300, jax.random.key(1)))
+  rand = rng.choice(2000, 300, replace=False)  # the loop's random arm
   assert len(set(greedy.tolist())) == 300
   assert kl_entropy(x[greedy]) > kl_entropy(x[rand]) + 0.5
 
 
 @pytest.mark.parametrize("every_pass", [False, True])
-def test_threshold_invariants(every_pass):
-  x = fresh(600, 6)
+def test_threshold_invariants(every_pass, rng):
+  x = fresh(rng, 600, 6)
   sel, taus = threshold_decay_select(x, 200, 6.0, 0.9, key=jax.random.key(3),
                                      decay_every_pass=every_pass, return_thresholds=True)
   sel, taus = np.asarray(sel), np.asarray(taus)
@@ -86,9 +84,9 @@ def numpy_threshold_decay(x, n_select, tau0, decay, order, every_pass):
 
 
 @pytest.mark.parametrize("every_pass", [False, True])
-def test_threshold_equals_plain_reference(every_pass):
-  x = fresh(300, 3)
-  key = jax.random.key(int(np.random.default_rng().integers(1000)))
+def test_threshold_equals_plain_reference(every_pass, rng):
+  x = fresh(rng, 300, 3)
+  key = jax.random.key(int(rng.integers(1000)))
   order = np.asarray(jax.random.permutation(jax.random.split(key)[0], 300))
   sel, taus = threshold_decay_select(x, 80, 3.0, 0.8, key=key, decay_every_pass=every_pass,
                                      return_thresholds=True)
@@ -97,8 +95,8 @@ def test_threshold_equals_plain_reference(every_pass):
   np.testing.assert_allclose(taus, ref_taus, rtol=1e-5)
 
 
-def test_threshold_terminates_on_a_pool_of_duplicates():
-  x = np.repeat(fresh(5, 4), 40, axis=0)
+def test_threshold_terminates_on_a_pool_of_duplicates(rng):
+  x = np.repeat(fresh(rng, 5, 4), 40, axis=0)
   sel = np.asarray(threshold_decay_select(x, 60, 100.0, 0.5, key=jax.random.key(0)))
   assert len(set(sel.tolist())) == 60
   # The five distinct points come first; duplicates only fill the rest.
@@ -121,11 +119,10 @@ def assert_farthest_point_order(x, sel, n_check, rtol=1e-4):
 
 
 @pytest.mark.parametrize("sharded", [False, True])
-def test_greedy_never_selects_an_index_twice(devices, sharded):
+def test_greedy_never_selects_an_index_twice(devices, sharded, rng):
   """800 picks from a pool of 1,000 rows with only 700 distinct: 800 distinct indices, all
   700 distinct rows first, then other copies (as the authors' -inf mask)."""
-  rng = np.random.default_rng()
-  distinct = fresh(700, 12)
+  distinct = fresh(rng, 700, 12)
   x = np.concatenate([distinct, distinct[rng.integers(0, 700, 300)]])[rng.permutation(1000)]
   mesh = make_mesh({"data": 8, "fsdp": 1}, devices) if sharded else None
   start = int(rng.integers(1000))
@@ -138,8 +135,8 @@ def test_greedy_never_selects_an_index_twice(devices, sharded):
   assert_farthest_point_order(x, sel, 700)
 
 
-def test_sharded_equals_single_device(devices):
-  x = fresh(1003, 16)  # does not divide over 8 devices: the pool is padded
+def test_sharded_equals_single_device(devices, rng):
+  x = fresh(rng, 1003, 16)  # does not divide over 8 devices: the pool is padded
   mesh = make_mesh({"data": 8, "fsdp": 1}, devices)
   np.testing.assert_array_equal(greedy_select(x, 120, start=11, mesh=mesh),
                                 greedy_select(x, 120, start=11))
@@ -149,13 +146,10 @@ def test_sharded_equals_single_device(devices):
       threshold_decay_select(x, 150, 8.0, 0.95, key=key))
 
 
-def test_baselines_and_errors():
-  assert np.array_equal(no_select(4), np.arange(4))
-  r = np.asarray(random_select(100, 30, jax.random.key(0)))
-  assert len(set(r.tolist())) == 30 and r.max() < 100
+def test_errors(rng):
   with pytest.raises(ValueError, match="n_select=11"):
-    greedy_select(fresh(10, 2), 11)
+    greedy_select(fresh(rng, 10, 2), 11)
   with pytest.raises(ValueError, match="NaN"):
     greedy_select(np.full((10, 2), np.nan, np.float32), 3)
   with pytest.raises(ValueError, match="decay"):
-    threshold_decay_select(fresh(10, 2), 3, 1.0, 1.5)
+    threshold_decay_select(fresh(rng, 10, 2), 3, 1.0, 1.5)

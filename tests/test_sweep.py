@@ -49,6 +49,7 @@ def _generations(run) -> list[int]:
   return [json.loads(line)["generation"] for line in open(path)] if os.path.exists(path) else []
 
 
+@pytest.mark.slow
 def test_sweep_killed_mid_run_resumes_and_listed_runs_in_any_order_agree(tmp_path):
   """Kill the sweep while its second run is half done: re-running redoes no finished run
   and resumes the killed one; the --list commands run by hand in reverse order give the
@@ -98,7 +99,8 @@ def _claims():
   return sweep.load_module(os.path.join(REPO, "configs", "claims.py")).CLAIMS
 
 
-@pytest.mark.parametrize("name", sorted(_claims()))
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=() if n == "wishart" else pytest.mark.slow) for n in sorted(_claims())])
 def test_claim_smoke_sweep_reaches_its_verdict(tmp_path, name):
   """Each claim of configs/claims.py end to end at smoke size, in-process: its whole grid
   with one seed of the smoke config (two for the seconds-long wishart runs), then sweep.md

@@ -2,10 +2,10 @@
 seeds: whole recursive runs of the closed-form generators, pictures off."""
 
 import os
-import secrets
 import sys
 
 import numpy as np
+import pytest
 
 from collapse_jax.data import load_dataset
 from collapse_jax.images import to_uint8
@@ -17,10 +17,11 @@ sys.path.insert(0, os.path.join(REPO, "configs"))
 import theory as theory_config  # noqa: E402
 
 
-def runs(variant: str, num: int, root, data=None, **loop) -> tuple[int, list[list[dict]]]:
-  """(first seed, rows of `num` runs on fresh seeds); each run's real set is fresh too.
-  `data` and `loop` override fields of config.data and config.loop."""
-  base = secrets.randbelow(10**6)
+def runs(variant: str, num: int, root, seed: int, data=None,
+         **loop) -> tuple[int, list[list[dict]]]:
+  """(first seed, rows of `num` runs on seeds from `seed` on); each run's real set is drawn
+  on its own seed too. `data` and `loop` override fields of config.data and config.loop."""
+  base = seed % 10**6
   out = []
   for s in range(base, base + num):
     config = theory_config.get_config(variant)
@@ -40,9 +41,10 @@ def series(rows_by_run, key) -> np.ndarray:
   return np.array([[r[key] for r in rows] for rows in rows_by_run])
 
 
-def test_gaussian_entropy_follows_the_wishart_law(tmp_path):
+@pytest.mark.slow
+def test_gaussian_entropy_follows_the_wishart_law(tmp_path, seed):
   n, d = 10, 2
-  base, rows = runs("gaussian", 40, tmp_path, n_train=n)
+  base, rows = runs("gaussian", 40, tmp_path, seed, n_train=n)
   h = series(rows, "model_entropy")
   steps = np.diff(h, axis=1).ravel()  # 40 runs x 7 generation steps
   want = theory.wishart_entropy_change(n, d)
@@ -57,14 +59,15 @@ def test_gaussian_entropy_follows_the_wishart_law(tmp_path):
   assert abs(ratio.mean() - 1) < 4 * se, (base, ratio.mean(), se)
 
 
-def test_gaussian_mean_error_bounded_when_accumulating_unbounded_when_replacing(tmp_path):
+@pytest.mark.slow
+def test_gaussian_mean_error_bounded_when_accumulating_unbounded_when_replacing(tmp_path, seed):
   # d = 32 isotropic: |mu|^2 sums 32 terms, so 12 runs pin its mean to ~7% (a NumPy
   # simulation of this test's checks failed none of 300 repeats)
   n, d, num, g = 50, 32, 12, 8
   data = {"dim": d, "decay": 0.0}
-  base, acc = runs("gaussian", num, tmp_path / "acc", data, n_train=n, generations=g,
+  base, acc = runs("gaussian", num, tmp_path / "acc", seed, data, n_train=n, generations=g,
                    paradigm="accumulate_all")
-  _, rep = runs("gaussian", num, tmp_path / "rep", data, n_train=n, generations=g)
+  _, rep = runs("gaussian", num, tmp_path / "rep", seed, data, n_train=n, generations=g)
   assert [r["train_size"] for r in acc[0]] == [n * (i + 1) for i in range(g)]
   acc, rep = series(acc, "model_mean_sq"), series(rep, "model_mean_sq")
   se = lambda x: x.std(ddof=1) / np.sqrt(len(x))
@@ -78,9 +81,9 @@ def test_gaussian_mean_error_bounded_when_accumulating_unbounded_when_replacing(
   assert grow.mean() > 0, (base, rep.mean(0))
 
 
-def test_memorizer_unique_copies_follow_wright_fisher(tmp_path):
+def test_memorizer_unique_copies_follow_wright_fisher(tmp_path, seed):
   n, g, num = 64, 5, 24
-  base, rows = runs("memorizer", num, tmp_path, n_train=n, generations=g)
+  base, rows = runs("memorizer", num, tmp_path, seed, n_train=n, generations=g)
   got = series(rows, "unique_copied")
   assert series(rows, "gen_score").max() == 0.0  # every sample is an exact copy
   # the first training set's types: its rows, equal rows being one type (digits has some)
@@ -99,9 +102,9 @@ def test_memorizer_unique_copies_follow_wright_fisher(tmp_path):
   assert got.mean(0)[-1] < 0.5 * got.mean(0)[0]  # and it is collapse: copies of ever fewer
 
 
-def test_kde_total_variance_grows_by_d_bandwidth_squared(tmp_path):
+def test_kde_total_variance_grows_by_d_bandwidth_squared(tmp_path, seed):
   n, d, h = 1000, 2, 0.3
-  base, rows = runs("kde", 16, tmp_path, n_train=n, generations=6, gen_score_samples=100)
+  base, rows = runs("kde", 16, tmp_path, seed, n_train=n, generations=6, gen_score_samples=100)
   v = series(rows, "pixel_variance")  # the pool's unbiased total variance = next training set's
   resid = (v[:, 1:] - theory.kde_variance_next(v[:, :-1], n, d, h)).ravel()
   se = resid.std(ddof=1) / np.sqrt(resid.size)
@@ -110,12 +113,12 @@ def test_kde_total_variance_grows_by_d_bandwidth_squared(tmp_path):
   assert abs(growth - d * h**2) < 0.25 * d * h**2, (base, growth)
 
 
-def test_memorizer_copy_frac_is_one_at_every_generation(tmp_path):
+def test_memorizer_copy_frac_is_one_at_every_generation(tmp_path, seed):
   """Every memorizer sample is an exact copy: copy_frac, on the real data's fixed scale, is
   1 at each generation, while the ratio test (memorized_frac) falls as the training set
   fills with duplicates (the defect copy_frac exists for)."""
   config = theory_config.get_config("memorizer")
-  config.seed = secrets.randbelow(10**6)
+  config.seed = seed % 10**6
   config.loop.pictures = False
   config.loop.generations = 4
   config.loop.n_train = 64

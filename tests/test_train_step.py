@@ -152,6 +152,7 @@ def test_mesh_errors(devices):
   assert dict(sharding.make_mesh({"data": -1, "fsdp": 2}, devices).shape) == {"data": 4, "fsdp": 2}
 
 
+@pytest.mark.slow
 def test_cpu_kernels_in_the_sharded_step_equal_native_single_device(devices):
   """The CPU's matmul convolution (its 2x2 level) and GroupNorm gradient, inside the step on
   a (4, 2) mesh, train as XLA's native convolution and autodiff'd GroupNorm on 1 device."""

@@ -70,6 +70,7 @@ def run_train(workdir, *overrides):
                           env=env)
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_equals_uninterrupted_run(tmp_path):
   full = run_train(tmp_path / "full")
   assert full.wait(timeout=600) == 0, full.stderr.read()

@@ -49,8 +49,7 @@ def test_claims_without_their_metrics_are_left_out():
   assert "No claim" in verdict.markdown([])
 
 
-def test_remedy_claims_compare_the_last_shared_generation():
-  rng = np.random.default_rng()
+def test_remedy_claims_compare_the_last_shared_generation(rng):
   vanilla = _rows(*rng.uniform(1, 2, (3, 6)))
   better = _rows([r["train_entropy"] + 1 for r in vanilla], [r["gen_score"] + 1 for r in vanilla],
                  [r["memorized_frac"] - 1 for r in vanilla])[:5]

@@ -8,7 +8,7 @@ import optax
 from flax import linen as nn
 from jax.sharding import Mesh
 
-from collapse_jax import sharding
+from collapse_jax import sharding, xla_flags
 from collapse_jax.diffusion.loss import eps_loss
 from collapse_jax.diffusion.schedule import Schedule
 from collapse_jax.diffusion.state import TrainState
@@ -82,8 +82,11 @@ def state_shardings(mesh: Mesh, model: nn.Module, tx, image_shape: tuple, ema: b
 
 @functools.cache
 def _jitted_init(mesh, model, tx, image_shape, ema):
+  """The state's init, compiled for a program that runs once (xla_flags.once_compiler_options)."""
   init = functools.partial(init_state, model=model, tx=tx, image_shape=image_shape, ema=ema)
-  return jax.jit(init, out_shardings=state_shardings(mesh, model, tx, image_shape, ema))
+  return jax.jit(init, out_shardings=state_shardings(mesh, model, tx, image_shape, ema),
+                 compiler_options=xla_flags.once_compiler_options(
+                     mesh.devices.flat[0].platform))
 
 
 def create_state(

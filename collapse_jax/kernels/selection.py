@@ -198,18 +198,6 @@ def threshold_decay_select(
   return (selected, taus) if return_thresholds else selected
 
 
-def random_select(n: int, n_select: int, key: jax.Array) -> jax.Array:
-  """A uniformly random subset (baseline), in random order."""
-  if not 1 <= n_select <= n:
-    raise ValueError(f"n_select={n_select} must be in [1, {n}].")
-  return jax.random.permutation(key, n)[:n_select].astype(jnp.int32)
-
-
-def no_select(n: int) -> jax.Array:
-  """Keep everything (the vanilla loop)."""
-  return jnp.arange(n, dtype=jnp.int32)
-
-
 @functools.partial(jax.jit, static_argnums=(0, 2, 3),
                    static_argnames=("n", "n_select", "decay", "every_pass"))
 def _run(fn, features, mesh, axis, pool_args=(), scalars=(), **kw):

@@ -6,3 +6,9 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+
+import jax  # noqa: E402
+
+# Programs compiled for a topology without its chips cannot be read back from JAX's
+# persistent cache (no client to load them into), so tests/conftest.py's cache stays off.
+jax.config.update("jax_enable_compilation_cache", False)

@@ -1,17 +1,18 @@
 """Programs of the loop compiled for TPU and GPU targets without the chips (scripts/plan.py):
-memory from the shardings, collectives, the does-not-fit line, FLOPs against XLA's CPU count."""
+memory from the shardings, collectives, the does-not-fit line, FLOPs against a count made
+from the layers' shapes."""
 
 import functools
 import math
 import os
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import pytest
 
 from collapse_jax import config_lib, sharding
-from collapse_jax.diffusion.state import make_optimizer
-from collapse_jax.diffusion.step import train_step
-from collapse_jax.models.unet import unet_from_config
+from collapse_jax.models.unet import AttentionBlock, unet_from_config
 from collapse_jax.plan import analyze, programs, report, targets
 from collapse_jax.study import sweep
 
@@ -43,7 +44,12 @@ def planned(target):
   return report.make_plan(small_config(), target)
 
 
-@pytest.mark.parametrize("target", [TPU, GPU])
+# Tests that share a cached compilation (planned, _train_on) run on one xdist worker
+# (`--dist loadgroup`), so no program is compiled twice.
+ON_PLAN = [pytest.param(t, marks=pytest.mark.xdist_group(f"plan {t}")) for t in (TPU, GPU)]
+
+
+@pytest.mark.parametrize("target", ON_PLAN)
 def test_every_program_compiles_and_is_bounded(target):
   plan = planned(target)
   assert plan["errors"] == []
@@ -56,12 +62,13 @@ def test_every_program_compiles_and_is_bounded(target):
     assert p["compile_s"] > 0 and p["memory"]["total"] > 0, p["name"]
     assert p["flops"] > 0 and p["bytes"] > 0 and p["bound_s"] > 0, p["name"]
   assert plan["fits"] and plan["fit_line"] == ""
-  gen = sum(p["calls"] * p["bound_s"] for p in plan["programs"] if p["used"])
-  assert plan["bound"]["generation_s"] == pytest.approx(gen)
+  # The generation runs the train step num_steps times: at least that long.
+  train = plan["programs"][0]
+  assert plan["bound"]["generation_s"] >= train["calls"] * train["bound_s"] > 0
   assert "| train step | 1600 |" in report.markdown(plan)
 
 
-@pytest.mark.parametrize("target", [TPU, GPU])
+@pytest.mark.parametrize("target", ON_PLAN)
 def test_train_step_has_no_all_to_all_and_reduces_its_gradients(target):
   train = planned(target)["programs"][0]
   assert "all-to-all" not in train["collectives"]
@@ -82,6 +89,7 @@ def _shard_bytes(tree):
              for x in jax.tree.leaves(tree))
 
 
+@pytest.mark.xdist_group("train on gpu")
 @pytest.mark.parametrize("fsdp", [1, 4])
 def test_argument_bytes_are_the_sharded_state_and_batch(fsdp):
   prog, mem = _train_on(GPU, fsdp)
@@ -92,6 +100,7 @@ def test_argument_bytes_are_the_sharded_state_and_batch(fsdp):
   assert mem["argument"] == expected
 
 
+@pytest.mark.xdist_group("train on gpu")
 def test_fsdp_divides_the_parameter_bytes_per_device():
   full, f1 = _train_on(GPU, 1)
   _, f4 = _train_on(GPU, 4)
@@ -127,23 +136,65 @@ def test_a_batch_beyond_hbm_gets_the_does_not_fit_line():
   assert limit / 2 * per_example < t.chip.hbm_bytes
 
 
-def test_plan_flops_equal_xla_cpu_cost_analysis_of_the_step():
+def _taps(n: int, k: int, stride: int, pad: int) -> int:
+  """Kernel taps that land inside an input of length n, summed over the output positions
+  (taps on the zero padding multiply nothing, and XLA does not count them)."""
+  out = (n + 2 * pad - k) // stride + 1
+  return sum(0 <= o * stride - pad + j < n for o in range(out) for j in range(k))
+
+
+def layer_flops(model, shape, batch):
+  """Forward FLOPs of the UNet's products counted from its layers' shapes, not from XLA:
+  2 x the multiply-adds of every Conv (over the taps inside the image) and Dense, and of the
+  two attention products (q.k and p.v: 2 x 2 x b x L^2 x c). Returns (total, the
+  FLOPs of the layers whose input gradient the step never needs: the first convolution
+  and the first time-embedding Dense, which read the data and the sinusoids)."""
+  counts, first = [], {}  # first: layer type -> FLOPs of its first call
+
+  def count(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    mod, x = context.module, args[0] if args else None
+    if context.method_name != "__call__":
+      return out
+    if isinstance(mod, nn.Conv):
+      (kh, kw), pad = mod.kernel_size, mod.padding
+      sh, sw = (mod.strides,) * 2 if isinstance(mod.strides, int) else mod.strides or (1, 1)
+      taps = _taps(x.shape[1], kh, sh, pad) * _taps(x.shape[2], kw, sw, pad)
+      f = 2 * x.shape[0] * taps * x.shape[-1] * mod.features
+    elif isinstance(mod, nn.Dense):
+      f = 2 * math.prod(x.shape[:-1]) * x.shape[-1] * mod.features
+    elif isinstance(mod, AttentionBlock):
+      b, h, w, c = x.shape
+      f = 2 * 2 * b * (h * w) ** 2 * c
+    else:
+      return out
+    counts.append(f)
+    if isinstance(mod, nn.Conv | nn.Dense):
+      first.setdefault(type(mod), f)
+    return out
+
+  x = jnp.zeros((batch, *shape), jnp.float32)
+  t = jnp.zeros((batch,), jnp.int32)
+  with nn.intercept_methods(count):
+    jax.eval_shape(lambda: model.init(jax.random.key(0), x, t))
+  return sum(counts), sum(first.values())
+
+
+@pytest.mark.xdist_group(f"plan {GPU}")
+def test_plan_flops_agree_with_a_count_from_the_layer_shapes():
+  """The plan's train-step FLOPs (XLA's count of the compiled program, per device) against
+  3 x the forward products counted from the layers (forward, input gradient, weight
+  gradient), less the input gradients the step never computes. What the layer count leaves
+  out is elementwise work (norms, swish, softmax, AdamW, EMA): the plan may exceed it by
+  that share, measured at 4.6% here, and never fall below it."""
   c = small_config()
   plan = planned(GPU)
   shape, _ = programs.data_shape(c)
   model = unet_from_config(c.model, shape, 0).clone(cpu_kernels=False)
-  tx = make_optimizer(c.optim, c.train.num_steps)
-  step = functools.partial(train_step, model=model, tx=tx, ema_decay=c.train.ema_decay,
-                           label_dropout=c.train.label_dropout)
-  args = [jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), a)
-          for a in planned_args(c)]
-  flops = jax.jit(step).lower(*args).cost_analysis()["flops"]
-  assert plan["programs"][0]["flops"] * 8 == pytest.approx(flops, rel=1e-9)
-
-
-def planned_args(c):
-  mesh = sharding.make_mesh({"data": 1, "fsdp": 1}, jax.devices("cpu")[:1])
-  return programs.diffusion_programs(c, mesh, False)[0].args
+  forward, no_input_grad = layer_flops(model, shape, c.train.batch_size)
+  expected = 3 * forward - no_input_grad
+  got = plan["programs"][0]["flops"] * plan["devices"]
+  assert expected <= got <= 1.10 * expected, (got / expected, got, expected)
 
 
 def test_target_names_and_bad_ones():
