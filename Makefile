@@ -61,15 +61,17 @@ run: setup
 # Every module's tests, the slow end-to-end ones left to `make test-slow` (and CI).
 test: setup aot-setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n $(WORKERS) -m 'not slow' tests --ignore=tests/aot
-	$(AOT)/bin/python -m pytest -q -n $(WORKERS) --dist loadgroup tests/aot
+	$(BIN)/python -m pytest -q -n $(WORKERS) --durations=10 -m 'not slow' tests --ignore=tests/aot
+	$(AOT)/bin/python -m pytest -q -n $(WORKERS) --durations=10 --dist loadgroup -m 'not slow' \
+	    tests/aot
 
-test-slow: setup
-	$(BIN)/python -m pytest -q -n $(WORKERS) -m slow tests --ignore=tests/aot
+test-slow: setup aot-setup
+	$(BIN)/python -m pytest -q -n $(WORKERS) --durations=10 -m slow tests --ignore=tests/aot
+	$(AOT)/bin/python -m pytest -q -m slow tests/aot
 
 # Every module's tests on the floor stack, with the PyTorch parity tests it alone can run.
 test-min: min-setup
-	$(MIN)/bin/python -m pytest -q -n $(WORKERS) -m 'not slow' tests --ignore=tests/aot
+	$(MIN)/bin/python -m pytest -q -n $(WORKERS) --durations=10 -m 'not slow' tests --ignore=tests/aot
 
 ci: test test-slow test-min
 

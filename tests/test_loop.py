@@ -42,7 +42,8 @@ def encoder_weights(tmp_path_factory):
     ("replace", "threshold", True),
     ("accumulate", "none", False),
     ("accumulate_all", "random", False),
-    ("fresh", "threshold", False),
+    # DINOv2 selection, FID and precision/recall: the slowest (Inception at 299x299).
+    pytest.param("fresh", "threshold", False, marks=pytest.mark.slow),
 ])
 def test_end_to_end(tmp_path, paradigm, selection, conditional, encoder_weights):
   config = (digits_cfg if conditional else digits).get_config("smoke")

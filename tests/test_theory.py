@@ -81,6 +81,7 @@ def test_gaussian_mean_error_bounded_when_accumulating_unbounded_when_replacing(
   assert grow.mean() > 0, (base, rep.mean(0))
 
 
+@pytest.mark.slow
 def test_memorizer_unique_copies_follow_wright_fisher(tmp_path, seed):
   n, g, num = 64, 5, 24
   base, rows = runs("memorizer", num, tmp_path, seed, n_train=n, generations=g)
@@ -102,6 +103,7 @@ def test_memorizer_unique_copies_follow_wright_fisher(tmp_path, seed):
   assert got.mean(0)[-1] < 0.5 * got.mean(0)[0]  # and it is collapse: copies of ever fewer
 
 
+@pytest.mark.slow
 def test_kde_total_variance_grows_by_d_bandwidth_squared(tmp_path, seed):
   n, d, h = 1000, 2, 0.3
   base, rows = runs("kde", 16, tmp_path, seed, n_train=n, generations=6, gen_score_samples=100)

@@ -112,6 +112,7 @@ def test_fsdp_divides_the_parameter_bytes_per_device():
   assert f4["argument"] < 0.5 * params
 
 
+@pytest.mark.slow
 def test_a_batch_beyond_hbm_gets_the_does_not_fit_line():
   c = small_config(batch_size=2**19)
   c.data.name = "cifar10"  # 32x32x3: activations of 2^18 images per GPU exceed 80 GiB
