@@ -40,7 +40,7 @@ ONCE_CPU_OPTIONS = {"xla_backend_optimization_level": 0}
 def once_compiler_options(platform: str) -> dict | None:
   """`jax.jit(compiler_options=...)` for a program that runs once per model (its init) on
   `platform`: ONCE_CPU_OPTIONS on the CPU unless COLLAPSE_XLA_CPU_DEFAULTS=0; None elsewhere."""
-  if platform != "cpu" or os.environ.get("COLLAPSE_XLA_CPU_DEFAULTS", "1") == "0":
+  if platform != "cpu" or _opted_out():
     return None
   return dict(ONCE_CPU_OPTIONS)
 
@@ -49,9 +49,14 @@ def once_compiler_options(platform: str) -> dict | None:
 _user_ynn_types = False
 
 
+def _opted_out() -> bool:
+  """COLLAPSE_XLA_CPU_DEFAULTS=0: the user wants XLA's own choices everywhere."""
+  return os.environ.get("COLLAPSE_XLA_CPU_DEFAULTS", "1") == "0"
+
+
 def _enabled() -> bool:
   """Whether the measured defaults apply: not opted out, and a jaxlib they were measured on."""
-  if os.environ.get("COLLAPSE_XLA_CPU_DEFAULTS", "1") == "0":
+  if _opted_out():
     return False
   try:
     from importlib.metadata import version  # noqa: PLC0415
