@@ -67,7 +67,7 @@ test: setup aot-setup
 
 test-slow: setup aot-setup
 	$(BIN)/python -m pytest -q -n $(WORKERS) --durations=10 -m slow tests --ignore=tests/aot
-	$(AOT)/bin/python -m pytest -q -m slow tests/aot
+	$(AOT)/bin/python -m pytest -q -n $(WORKERS) --durations=10 --dist loadgroup -m slow tests/aot
 
 # Every module's tests on the floor stack, with the PyTorch parity tests it alone can run.
 test-min: min-setup
@@ -79,9 +79,10 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Benchmarks need PyTorch/diffusers/faiss: a separate env, never the package's deps.
+# Benchmarks need PyTorch/diffusers/faiss: a separate env, never the package's deps, on
+# Python 3.11 (the local PyTorch CPU wheel's); the scripts call it for the references.
 .venv-bench/bin/activate:
-	$(PY) -m venv .venv-bench
+	$(PY_MIN) -m venv .venv-bench
 	.venv-bench/bin/pip install --quiet torch==2.13.0 diffusers transformers faiss-cpu scikit-learn scipy
 	touch .venv-bench/bin/activate
 

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from collapse_jax import distributed
 from collapse_jax.errors import WorkdirError
 
 log = logging.getLogger(__name__)
@@ -41,30 +42,49 @@ def abstract_like(state, shardings):
   )
 
 
+# Attempts at a step before it counts as damaged: a read error one process sees alone may
+# pass (a network filesystem's hiccup), and must not move a good checkpoint aside.
+READ_ATTEMPTS = 3
+RETRY_WAIT_S = 0.5
+
+
 def restore_intact(manager: ocp.CheckpointManager, restore_step):
   """(step, restore_step(step)) for the newest step that restores, or None without steps.
 
-  Steps newer than it failed to read: since an older one restores into the same target,
-  they are damaged, not of another config, and are moved aside (process 0 moves them, all
-  processes agree on the step). If none restores, a WorkdirError names the directory."""
-  steps = sorted(manager.all_steps(), reverse=True)
+  Every process takes the same decisions: the steps are process 0's list, and a step is
+  used only once it restored on every process (each failed read is retried). Steps newer
+  than it failed: since an older one restores into the same target, they are damaged, not
+  of another config, and are moved aside by process 0. If none restores, a WorkdirError
+  names the directory."""
+  steps = distributed.agree_ints(sorted(manager.all_steps(), reverse=True))
   first_error = None
   for i, step in enumerate(steps):
-    try:
-      out = restore_step(step)
-    except Exception as e:  # noqa: BLE001 (any read error; re-raised below if none restores)
-      first_error = first_error or e
-      log.warning("checkpoint %s/%d does not restore (%s: %s); trying the one before",
-                  manager.directory, step, type(e).__name__, str(e).splitlines()[0][:200])
+    for attempt in range(1, READ_ATTEMPTS + 1):
+      try:
+        out, error = restore_step(step), None
+      except Exception as e:  # noqa: BLE001 (any read error; re-raised below if none restores)
+        out, error = None, e
+        log.warning("checkpoint %s/%d does not restore here (attempt %d/%d; %s: %s)",
+                    manager.directory, step, attempt, READ_ATTEMPTS, type(e).__name__,
+                    str(e).splitlines()[0][:200])
+      if distributed.everywhere(error is None):
+        break
+      first_error = first_error or error
+      if attempt < READ_ATTEMPTS:
+        time.sleep(RETRY_WAIT_S * attempt)
+    else:
+      log.warning("checkpoint %s/%d does not restore on every process; trying the one before",
+                  manager.directory, step)
       continue
     if i:
       _move_aside(manager, steps[:i])
     return step, out
-  if first_error is not None:
+  if steps:
+    why = (f"{type(first_error).__name__}: {str(first_error).splitlines()[0][:200]}"
+           if first_error is not None else "read errors on another process")
     raise WorkdirError(
-        f"no checkpoint in {manager.directory} restores (newest, step {steps[0]}: "
-        f"{type(first_error).__name__}: {str(first_error).splitlines()[0][:200]}): torn "
-        "files, or a run of another model; move the directory aside to start that part "
+        f"no checkpoint in {manager.directory} restores (newest, step {steps[0]}: {why}): "
+        "torn files, or a run of another model; move the directory aside to start that part "
         "over.") from first_error
   return None
 

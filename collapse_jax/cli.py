@@ -3,8 +3,9 @@
 A user's mistake (a bad flag or config field, a missing path, a held workdir: the
 `collapse_jax.errors` classes and flag-parsing errors) prints one line, `error: ...`, and
 exits 2; Ctrl-C prints one line and exits 130; a full disk prints the path and its free
-space. COLLAPSE_DEBUG=1 shows the traceback of any of them. Anything else is a bug and keeps
-its traceback.
+space. A preemption (SIGTERM, or config.distributed.preemption_signal) checkpoints, prints
+one line and exits 75 (requeue). COLLAPSE_DEBUG=1 shows the traceback of any of them.
+Anything else is a bug and keeps its traceback.
 """
 
 import errno
@@ -16,7 +17,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from collapse_jax import distributed, logs
+from collapse_jax import distributed, logs, preemption
 from collapse_jax.errors import UserError
 
 HELP = ("Print the config's fields and their defaults with --config=FILE --help, or read "
@@ -107,9 +108,15 @@ def run(job) -> None:
     logs.setup()
     try:
       distributed.initialize(config.value)
+      preemption.install(config.value.distributed.get("preemption_signal", ""))
       job(config.value, workdir.value, overwrite.value)
     except UserError as e:
       _fail(str(e), 2)
+    except preemption.Preempted as e:
+      where = f" {e.args[0]}" if e.args else ""
+      print(f"preempted{where}: checkpointed; rerun the same command to resume "
+            f"{workdir.value} there.", file=sys.stderr, flush=True)
+      sys.exit(preemption.REQUEUE_EXIT)
     except KeyboardInterrupt as e:
       where = f" {e.args[0]}" if e.args else ""  # the loop says where it was
       _fail(f"interrupted{where}; rerun the same command to resume {workdir.value} where it "

@@ -14,6 +14,7 @@ import jax
 import ml_collections
 from jax.experimental import multihost_utils
 
+from collapse_jax import distributed
 from collapse_jax import workdir as workdir_lock
 from collapse_jax.errors import ConfigError
 from collapse_jax.models.unet import PRESETS
@@ -101,6 +102,9 @@ def base_config() -> ml_collections.ConfigDict:
       num_processes=0,
       process_id=-1,
       cpu_collectives="gloo",  # CPU backend collectives, for multi-process CPU runs
+      # A signal that also means "preempted" beside SIGTERM, e.g. SLURM's --signal=USR1@90:
+      # the run checkpoints at the next step and exits 75 for a requeue.
+      preemption_signal="",
   )
   c.loop = dict(
       generations=8,
@@ -250,6 +254,9 @@ def flatten(d: dict, prefix: str = "") -> dict:
   return out
 
 
+LAUNCH_FIELDS = ("distributed.",)
+
+
 def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
   """Claims the workdir (`collapse_jax.workdir`: a second live run on it is refused) and
   writes workdir/config.json; refuses a workdir that holds a run of another config.
@@ -265,7 +272,10 @@ def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
     with open(path) as f:
       old = flatten(json.load(f))
     new = flatten(json.loads(config.to_json()))
-    diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    # How the job is launched (coordinator, process ids: new on every requeue) is not what
+    # it computes.
+    diff = sorted(k for k in old.keys() | new.keys()
+                  if old.get(k) != new.get(k) and not k.startswith(LAUNCH_FIELDS))
     if diff == ["loop.generations"] and not overwrite:
       extend = _check_extension(workdir, old["loop.generations"], new["loop.generations"])
       diff = []  # the same experiment, run further: the old run's files stay
@@ -273,8 +283,10 @@ def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
         logging.info("%s: extending the run from %d to %d generations; the finished ones are "
                      "kept as they are.", workdir, old["loop.generations"],
                      new["loop.generations"])
-    if diff and not overwrite:
-      shown = ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in diff[:8])
+    # Process 0's view decides: a process refusing alone would leave the others waiting.
+    if distributed.agree(bool(diff)) and not overwrite:
+      shown = ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in diff[:8]) or (
+          "as process 0 reads its config.json")
       raise ConfigError(
           f"workdir {workdir} holds a run with a different config: {shown}. Use another "
           "--workdir, or pass --overwrite to delete that run and start again."

@@ -9,6 +9,8 @@ JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variabl
 import os
 
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 
 
 def initialize(config) -> None:
@@ -23,3 +25,31 @@ def initialize(config) -> None:
   elif coordinator and num > 1:
     pid = dc.process_id if dc.process_id >= 0 else int(os.environ["JAX_PROCESS_ID"])
     jax.distributed.initialize(coordinator, num, pid)
+
+
+def agree(value):
+  """Process 0's `value` (a bool or a number) on every process; the value itself with one.
+
+  Every decision that leads to a collective or changes shared files (write a checkpoint or
+  skip it, which step to restore) goes through here or through `everywhere`, never through
+  a host's own clock or its own view of the disk."""
+  if jax.process_count() == 1:
+    return value
+  return type(value)(multihost_utils.broadcast_one_to_all(np.asarray(value)).item())
+
+
+def everywhere(flag: bool) -> bool:
+  """True on every process iff `flag` is true on every process."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  return bool(np.all(multihost_utils.process_allgather(np.asarray(bool(flag)))))
+
+
+def agree_ints(values: list[int]) -> list[int]:
+  """Process 0's list of ints on every process (e.g. the checkpoint steps it sees)."""
+  if jax.process_count() == 1:
+    return list(values)
+  n = agree(len(values))
+  mine = np.full(n, -1, np.int64)
+  mine[:min(n, len(values))] = values[:n]
+  return [int(v) for v in multihost_utils.broadcast_one_to_all(mine)]

@@ -70,32 +70,73 @@ def run_train(workdir, *overrides):
                           env=env)
 
 
-@pytest.mark.slow
-def test_sigkill_and_resume_equals_uninterrupted_run(tmp_path):
-  full = run_train(tmp_path / "full")
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+  """An uninterrupted 200-step run, the reference of the interrupted ones."""
+  workdir = tmp_path_factory.mktemp("train") / "full"
+  full = run_train(workdir)
   assert full.wait(timeout=600) == 0, full.stderr.read()
+  return workdir
 
+
+def wait_for_checkpoint(proc, workdir, step: int) -> None:
+  deadline = time.time() + 600
+  while not (workdir / "checkpoints" / str(step)).exists() and proc.poll() is None:
+    assert time.time() < deadline, "no checkpoint in 600 s"
+    time.sleep(0.02)
+
+
+def assert_same_run(full, resumed) -> None:
+  """Same samples, and train.jsonl's logged rows equal to the uninterrupted run's."""
+  a = np.load(full / "samples.npz")["images"]
+  b = np.load(resumed / "samples.npz")["images"]
+  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  rows_full = read_jsonl(str(full / "train.jsonl"))
+  rows_resumed = read_jsonl(str(resumed / "train.jsonl"))
+  assert [r["step"] for r in rows_resumed] == [r["step"] for r in rows_full]
+  for key in ("loss", "grad_norm"):
+    np.testing.assert_allclose([r[key] for r in rows_resumed], [r[key] for r in rows_full],
+                               rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_equals_uninterrupted_run(tmp_path, full_run):
   killed_dir = tmp_path / "killed"
   proc = run_train(killed_dir)
-  ckpt = killed_dir / "checkpoints"
-  deadline = time.time() + 600
-  while not (ckpt / "60").exists() and proc.poll() is None and time.time() < deadline:
-    time.sleep(0.02)
+  wait_for_checkpoint(proc, killed_dir, 60)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-  assert not (ckpt / "200").exists()
+  assert not (killed_dir / "checkpoints" / "200").exists()
 
   resumed = run_train(killed_dir)
   assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
-  a = np.load(tmp_path / "full" / "samples.npz")["images"]
-  b = np.load(killed_dir / "samples.npz")["images"]
-  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-  rows_full = read_jsonl(str(tmp_path / "full" / "train.jsonl"))
-  rows_resumed = read_jsonl(str(killed_dir / "train.jsonl"))
-  assert [r["step"] for r in rows_resumed] == [r["step"] for r in rows_full]
-  np.testing.assert_allclose([r["loss"] for r in rows_resumed],
-                             [r["loss"] for r in rows_full], rtol=1e-5)
+  assert_same_run(full_run, killed_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGUSR1"])
+def test_preemption_checkpoints_the_step_and_resumes_to_the_same_run(tmp_path, full_run, sig):
+  """SIGTERM (or the configured SLURM signal): the step in flight finishes, a checkpoint of
+  it is written, one line says where, exit 75; the same command then ends as an
+  uninterrupted run (mid-window: the pending per-step metrics travel in the checkpoint)."""
+  workdir = tmp_path / "preempted"
+  extra = [f"--config.distributed.preemption_signal={sig}"] if sig != "SIGTERM" else []
+  proc = run_train(workdir, *extra)
+  wait_for_checkpoint(proc, workdir, 40)
+  time.sleep(0.2)  # some steps past the checkpoint, mid-window of log_every
+  proc.send_signal(getattr(signal, sig))
+  _, err = proc.communicate(timeout=600)
+  assert proc.returncode == 75, err
+  (line,) = [ln for ln in err.splitlines() if ln.startswith("preempted")]
+  print(line)
+  step = int(line.split("at training step ")[1].split("/")[0])
+  assert 40 < step < 200 and (workdir / "checkpoints" / str(step)).exists(), line
+  assert not (workdir / "checkpoints" / "200").exists()
+
+  resumed = run_train(workdir, *extra)
+  assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+  assert_same_run(full_run, workdir)
 
 
 def test_bad_config_values_name_the_field():

@@ -13,7 +13,7 @@ from clu import metrics as clu_metrics
 from flax import linen as nn
 from jax.sharding import Mesh
 
-from collapse_jax import checkpoint, sharding
+from collapse_jax import checkpoint, preemption, sharding
 from collapse_jax.data.pipeline import batch_at_step, make_batch_dataset
 from collapse_jax.diffusion.schedule import linear_schedule
 from collapse_jax.diffusion.state import TrainState, lr_schedule, make_optimizer
@@ -93,6 +93,8 @@ def fit(
 
   Checkpoints to `workdir/checkpoints` and resumes from the newest one, replaying the
   same batches and random numbers, so a killed run ends exactly where an unkilled one would.
+  On preemption (`collapse_jax.preemption`) it checkpoints the step just finished and raises
+  `Preempted`.
   `init_from` (another fit's workdir) starts from its final parameters (and EMA) with a
   fresh optimizer: fine-tuning instead of training from scratch.
   """
@@ -123,14 +125,18 @@ def fit(
       state = state.replace(params=previous[1].params, ema_params=previous[1].ema_params)
       log.info("%sfine-tuning from %s (step %d)", log_prefix, init_from, previous[0])
   else:
-    start, state, _ = restored
+    start, state, meta = restored
     log.info("%sresuming from checkpoint at step %d", log_prefix, start)
+  # Per-step metrics since the last logged step: saved with each checkpoint, so a resumed
+  # run logs the same averages as an uninterrupted one.
+  pending = [] if restored is None else meta.get("pending", [])
 
   dataset = make_batch_dataset(arrays["image"].shape[0], tc.batch_size, config.seed)
   writer = MetricWriter(workdir, "train", resume_step=start)
   progress = Progress(total, start, tc.batch_size, prefix=log_prefix)
   lr = lr_schedule(config.optim.lr, config.optim.warmup_steps, total)
-  history, first = [], start
+  history = [{k: np.float32(v) for k, v in m.items()} for m in pending]
+  first = start - len(history)
   for step in range(start, total):
     batch = batch_for_step(dataset, arrays, step, mesh)
     if step == start:
@@ -156,8 +162,15 @@ def fit(
       writer.write_scalars(done, scalars)
       log.info(progress.line(done, stats, loss=scalars["loss"]))
       history, first = [], done
-    if done % tc.checkpoint_every == 0 or done == total:
-      checkpoint.save(manager, done, state, {"step": done})
+    stop = preemption.reached()  # on every process, after every step
+    if stop or done % tc.checkpoint_every == 0 or done == total:
+      history = jax.device_get(history)
+      pending = [{k: float(v) for k, v in m.items()} for m in history]
+      checkpoint.save(manager, done, state, {"step": done, "pending": pending})
+    if stop and done < total:
+      manager.wait_until_finished()
+      writer.close()
+      raise preemption.Preempted(f"at training step {done}/{total}")
   manager.wait_until_finished()
   writer.close()
   return state

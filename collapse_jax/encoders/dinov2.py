@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from collapse_jax import precision
 from collapse_jax.encoders import weights
 from collapse_jax.encoders.extract import Encoder
 from collapse_jax.encoders.resize import resize_hw
@@ -53,14 +54,24 @@ def _attention_per_image(q, k, v):
   product: on XLA:CPU 3x the rate of one (batch x heads) batched product, whose (257 x 64)
   slices run at ~20 GFLOP/s (benchmarks/RESULTS.md). Scores and softmax in float32."""
   scale = 1.0 / math.sqrt(q.shape[-1])
+  prec = precision.for_dtype(q.dtype)
 
   def one(args):
     qi, ki, vi = args  # (T, heads, head_dim)
-    s = jnp.einsum("qhd,khd->hqk", qi, ki, preferred_element_type=jnp.float32) * scale
+    s = jnp.einsum("qhd,khd->hqk", qi, ki, preferred_element_type=jnp.float32,
+                   precision=prec) * scale
     p = jax.nn.softmax(s, axis=-1).astype(vi.dtype)
-    return jnp.einsum("hqk,khd->qhd", p, vi)
+    return jnp.einsum("hqk,khd->qhd", p, vi, precision=prec)
 
   return jax.lax.map(one, (q, k, v))
+
+
+def _fused_attention(q, k, v):
+  """jax's `dot_product_attention` (cuDNN's on a GPU for 16-bit inputs), its products at
+  full float32 for float32 inputs (it takes no precision argument)."""
+  exact = precision.for_dtype(q.dtype) is not None
+  with jax.default_matmul_precision("highest" if exact else None):
+    return jax.nn.dot_product_attention(q, k, v)
 
 
 def attention(q, k, v, cpu_kernels: bool = True):
@@ -68,9 +79,9 @@ def attention(q, k, v, cpu_kernels: bool = True):
   `dot_product_attention` on every other platform (cuDNN's on a GPU) and, without
   `cpu_kernels`, on the CPU too (what a cost model counts whole: it sees a loop once)."""
   if not cpu_kernels:
-    return jax.nn.dot_product_attention(q, k, v)
+    return _fused_attention(q, k, v)
   return jax.lax.platform_dependent(q, k, v, cpu=_attention_per_image,
-                                    default=jax.nn.dot_product_attention)
+                                    default=_fused_attention)
 
 
 class Block(nn.Module):
@@ -84,7 +95,8 @@ class Block(nn.Module):
   def __call__(self, x):
     c = self.config
     heads, head_dim = c.num_attention_heads, c.hidden_size // c.num_attention_heads
-    dense = functools.partial(nn.Dense, dtype=self.dtype)
+    prec = precision.for_dtype(self.dtype)
+    dense = functools.partial(nn.Dense, dtype=self.dtype, precision=prec)
     norm = functools.partial(nn.LayerNorm, epsilon=c.layer_norm_eps, dtype=self.dtype)
     scale = lambda name: self.param(name, nn.initializers.ones, (c.hidden_size,))
 
@@ -112,7 +124,7 @@ class Dinov2(nn.Module):
     b, h, w, _ = pixels.shape
     p = c.patch_size
     x = nn.Conv(c.hidden_size, (p, p), strides=(p, p), padding="VALID", dtype=self.dtype,
-                name="patch_embed")(pixels)
+                precision=precision.for_dtype(self.dtype), name="patch_embed")(pixels)
     gh, gw = h // p, w // p
     x = x.reshape(b, gh * gw, c.hidden_size)
     cls = self.param("cls_token", nn.initializers.normal(0.02), (1, 1, c.hidden_size))

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from collapse_jax import precision
 from collapse_jax.encoders import weights
 from collapse_jax.encoders.extract import Encoder
 from collapse_jax.encoders.resize import resize_hw
@@ -38,7 +39,8 @@ class BasicConv(nn.Module):
     ph, pw = self.padding
     y = jax.lax.conv_general_dilated(
         x.astype(self.dtype), w.astype(self.dtype), (self.stride, self.stride),
-        ((ph, ph), (pw, pw)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        ((ph, ph), (pw, pw)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=precision.for_dtype(self.dtype))
     ones, zeros = nn.initializers.ones, nn.initializers.zeros
     scale = self.param("scale", ones, (self.features,))
     bias = self.param("bias", zeros, (self.features,))

@@ -1,7 +1,8 @@
 """Exact blockwise k-nearest-neighbour search on the matrix units.
 
-Squared distances come from ||q||^2 + ||x||^2 - 2 q.x (a matmul, float32 accumulation even
-for bf16 inputs), are clamped at 0 against cancellation, and are reduced per tile with a
+Squared distances come from ||q||^2 + ||x||^2 - 2 q.x (a matmul at the precision its inputs
+need, `collapse_jax.precision`: full float32 on every backend), are clamped at 0 against
+cancellation, and are reduced per tile with a
 running top-k merge, so memory is O(block^2 + m k), never m x n. `knn_self` searches a set
 against itself with the self-match excluded and visits only the upper-triangular tiles,
 using each tile for both its row and column block (half the matmul work).
@@ -13,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from collapse_jax import precision
 
 _BIG = np.float32(np.inf)  # not a jax array: importing must not start the backend
 
@@ -37,7 +40,7 @@ def sq_dists(q: jax.Array, x: jax.Array) -> jax.Array:
   qf, xf = q.astype(jnp.float32), x.astype(jnp.float32)
   if q.shape[1] <= DIRECT_MAX_DIM:
     return jnp.sum(jnp.square(qf[:, None, :] - xf[None, :, :]), axis=-1)
-  dot = lax.dot_general(q, x, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+  dot = precision.dot_f32(q, x, ((1,), (1,)))
   q2 = jnp.sum(qf * qf, axis=1)
   x2 = jnp.sum(xf * xf, axis=1)
   return jnp.maximum(q2[:, None] + x2[None, :] - 2.0 * dot, 0.0)
@@ -178,9 +181,7 @@ def knn_self(
     i, j = pair[0], pair[1]
     xi = lax.dynamic_slice_in_dim(xp, i * b, b)
     xj = lax.dynamic_slice_in_dim(xp, j * b, b)
-    dot2 = -2.0 * lax.dot_general(
-        xi, xj, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32
-    )
+    dot2 = -2.0 * precision.dot_f32(xi, xj, ((1,), (1,)))
     # Self-matches (only on diagonal tiles) masked inside the fused reductions.
     self_match = (i == j) & eye
     rows_d, rows_c = _reduce_k(jnp.where(self_match, _BIG, dot2 + norms[j][None, :]), 1, k)

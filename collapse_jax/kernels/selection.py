@@ -3,8 +3,8 @@
 Each returns the selected indices (int32, in selection order). Distances are Euclidean in
 the given feature space. Both algorithms keep a running min-distance vector (squared
 distance from every pool point to the selected set), updated with one matrix-vector product
-per selected point (||x||^2 + ||c||^2 - 2 x.c, float32, clamped at 0): one pass over the pool
-per pick, which is the memory-bandwidth bound, and O(n) memory, never n x n.
+per selected point (||x||^2 + ||c||^2 - 2 x.c, full float32 on every backend, clamped at
+0): one pass over the pool per pick, the memory-bandwidth bound, and O(n) memory.
 
 With `mesh`, the pool is split over `axis`: each device updates its own min-distances,
 proposes its best candidate, and one small all-gather picks the global one (ties go to the
@@ -20,6 +20,7 @@ from jax import lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from collapse_jax import precision
 from collapse_jax.kernels.entropy import check_features
 
 _NEG = -jnp.inf
@@ -69,7 +70,7 @@ class _Pool:
     """Squared distances from this device's points to global point g."""
     c = self.row(g)
     cf = c.astype(jnp.float32)
-    dot = jnp.dot(self.x, c, preferred_element_type=jnp.float32)
+    dot = precision.dot_f32(self.x, c, ((1,), (0,)))
     return jnp.maximum(self.norms + jnp.sum(cf * cf) - 2.0 * dot, 0.0)
 
 

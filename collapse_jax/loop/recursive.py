@@ -24,7 +24,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from collapse_jax import checkpoint, config_lib
+from collapse_jax import checkpoint, config_lib, distributed, preemption
 from collapse_jax.errors import ConfigError
 from collapse_jax.generators import make_generator
 from collapse_jax.images import to_uint8
@@ -333,9 +333,10 @@ def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
   try:
     return _generations(manager, meta, current, pools, real, real_stats, generator, select,
                         embed, config, workdir, mesh, ds, n, pool_size, where)
-  except KeyboardInterrupt as e:  # say where: the one-line message names it
-    raise KeyboardInterrupt(f"at generation {where.get('generation', '?')}/{G}, phase "
-                            f"{where.get('phase', '?')}") from e
+  except (KeyboardInterrupt, preemption.Preempted) as e:  # the one-line message says where
+    detail = f", {e.args[0]}" if isinstance(e, preemption.Preempted) and e.args else ""
+    raise type(e)(f"at generation {where.get('generation', '?')}/{G}, phase "
+                  f"{where.get('phase', '?')}{detail}") from e
 
 
 def _generations(manager, meta, current, pools, real, real_stats, generator, select, embed,
@@ -357,8 +358,12 @@ def _generations(manager, meta, current, pools, real, real_stats, generator, sel
       where["phase"] = "select"
       # Only accumulate draws from old pools; the other paradigms keep just the newest.
       pools = (pools if lc.paradigm == "accumulate" else []) + [pool]
-      if timing["train_s"] + timing["generate_s"] > REDO_CHEAPER_S:
+      # Process 0's clock decides (a save is a collective); a preemption always saves.
+      stop = preemption.reached()
+      if stop or distributed.agree(timing["train_s"] + timing["generate_s"] > REDO_CHEAPER_S):
         _save(manager, 2 * g + 1, current, pools, meta)  # else a resume redoes them
+      if stop:
+        raise preemption.Preempted("after sampling")
     t0 = time.perf_counter()
     pool = pools[-1]
     rng = np.random.default_rng([config.seed, g])
@@ -384,6 +389,9 @@ def _generations(manager, meta, current, pools, real, real_stats, generator, sel
     log.info("%sdone; %d of %d generations finished, run ETA %d:%02d:%02d (%.0f s per "
              "generation so far)", prefix, g + 1, G, left // 3600, left // 60 % 60, left % 60,
              per_gen)
+    if preemption.reached() and g + 1 < G:
+      where["phase"] = "done"
+      raise preemption.Preempted("after its metrics")
   manager.close()
   if jax.process_index() == 0:
     report.write_report(workdir, config, meta["rows"])

@@ -6,7 +6,8 @@ same global shapes (the TPU's counts agree, the GPU's count cuDNN/cuBLAS calls a
 bytes from the target compiler's cost analysis where it has one (TPU, CPU), else the
 arguments and outputs, a floor; collectives from the optimized HLO. The roofline bound is
 max(FLOPs / peak, bytes / HBM bandwidth) plus each collective's bytes over the link
-bandwidth: a lower bound from published peaks, never a measurement.
+bandwidth: a lower bound from published peaks, never a measurement. Each program also
+counts its float32 products left at the target's reduced default precision.
 """
 
 import dataclasses
@@ -43,6 +44,7 @@ class Result:
   compute_s: float = float("nan")
   memory_s: float = float("nan")
   comm_s: float = 0.0
+  reduced_products: int = 0  # float32 dots/convolutions left at the default precision
   error: str = ""
 
   @property
@@ -157,6 +159,11 @@ def analyze(prog: Program, cpu_prog: Program, target: Target, devices: int,
       r.note = (r.note + "; " if r.note else "") + str(e).splitlines()[0][:200]
       return r
     r.memory = memory(compiled)
+    # XLA:CPU computes float32 in float32 whatever the precision and upcasts bf16 dots, so
+    # a CPU plan reads the precision each product asks for from the lowered program.
+    text = (prog.fn.lower(*prog.args).as_text() if target.kind == "cpu"
+            else compiled.as_text())
+    r.reduced_products = len(hlo.reduced_products(text))
     body_compiled = compiled
     if prog.unit is not None:
       body_compiled, s = compile_one(prog.unit)

@@ -94,3 +94,34 @@ def seconds(c: Collective, bandwidth: float) -> float:
     return 0.0
   factor = {"all-reduce": 2 * (p - 1) / p, "collective-permute": 1.0}.get(c.kind, (p - 1) / p)
   return factor * c.bytes / bandwidth
+
+
+_STABLEHLO_PRODUCT = re.compile(r"stablehlo\.(dot_general|convolution)\b")
+_HLO_PRODUCT = re.compile(r"%(\S+) = \S+ (dot|convolution)\(([^)]*)\)")
+_HLO_DEF = re.compile(r"^\s*(?:ROOT )?%(\S+) = \(?(\w+)\[")
+_WIDE = ("f32", "f64")
+
+
+def reduced_products(text: str) -> list[str]:
+  """The dots and convolutions of float32 (or wider) operands that run at the backend's
+  default precision (bf16 on TPU, TF32 on A100/H100), in lowered StableHLO or in compiled
+  HLO text: each one's line, stripped. `collapse_jax.precision` says why they matter."""
+  found = []
+  if "stablehlo." in text:
+    for line in text.splitlines():
+      if _STABLEHLO_PRODUCT.search(line):
+        operands = line.rsplit(" : (", 1)[-1]
+        wide = re.search(r"x(" + "|".join(_WIDE) + r")>", operands.split(") ->")[0])
+        if wide and "HIGHEST" not in line and "algorithm" not in line:
+          found.append(line.strip())
+    return found
+  dtypes = dict(m.groups() for m in map(_HLO_DEF.match, text.splitlines()) if m)
+  for line in text.splitlines():
+    m = _HLO_PRODUCT.search(line)
+    if not m:
+      continue
+    names = [a.strip().split()[-1].lstrip("%") for a in m.group(3).split(",") if a.strip()]
+    wide = any(dtypes.get(n) in _WIDE for n in names)
+    if wide and "operand_precision={highest,highest}" not in line and "algorithm=" not in line:
+      found.append(line.strip())
+  return found

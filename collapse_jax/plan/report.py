@@ -208,6 +208,10 @@ def markdown(plan: dict) -> str:
       f"({b['generations']} generations): {_hours(b['run_s'])}.",
       "- Notes: " + "; ".join(f"{r['name']}: {r['note']}"
                               for r in plan["programs"] if r["note"] and not r["error"]),
+      "- float32 products at the target's reduced default precision (bf16 on TPU, TF32 on "
+      "GPU; the UNet's by design, collapse_jax/precision.py): "
+      + (", ".join(f"{r['name']}: {r.get('reduced_products', 0)}" for r in plan["programs"]
+                   if r.get("reduced_products")) or "none"),
   ]
   if "measured" in plan:
     m = plan["measured"]
