@@ -36,9 +36,11 @@ def save_random_dinov2(path: str) -> None:
   subprocess.run([BENCH_PYTHON, "-c", code, path], check=True, capture_output=True)
 
 
-def time_flax(weights: str, x: np.ndarray, dtype: str, batch: int, repeats: int):
+def time_flax(weights: str, x: np.ndarray, dtype: str, batch: int, repeats: int,
+              cpu_kernels: bool = True):
   """(seconds, CLS features) of the jitted Flax model over `x` in batches."""
   model, params = load_dinov2(weights, getattr(jnp, dtype))
+  model = model.clone(cpu_kernels=cpu_kernels)
   # The XLA options the package's extractor compiles with (collapse_jax/encoders/extract.py).
   options = encoder_compiler_options(jax.devices()[0].platform)
   fn = jax.jit(lambda p, b: model.apply({"params": p}, b)[0], compiler_options=options)
@@ -55,8 +57,11 @@ def main():
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--rounds", type=int, default=1)
   parser.add_argument("--dtypes", default="float32,bfloat16")
+  parser.add_argument("--no-cpu-kernels", dest="cpu_kernels", action="store_false",
+                      help="jax's fused attention on the CPU too (not the per-image one)")
   args = parser.parse_args()
-  print(device_line())
+  print(device_line(), "| cpu_kernels", args.cpu_kernels, "| extractor options",
+        encoder_compiler_options(jax.devices()[0].platform))
   dtypes = tuple(args.dtypes.split(","))
   with tempfile.TemporaryDirectory() as tmp:
     weights = os.path.join(tmp, "dinov2")
@@ -71,7 +76,7 @@ def main():
       if ref:
         ref_s.append(ref["torch_s"])
       for dtype in dtypes:
-        t, out = time_flax(weights, x, dtype, args.batch, args.repeats)
+        t, out = time_flax(weights, x, dtype, args.batch, args.repeats, args.cpu_kernels)
         ours_s[dtype].append(t)
         if ref and dtype == "float32":
           diff = np.abs(np.asarray(out) - np.load(data + ".torch.npy")).max()

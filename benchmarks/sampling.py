@@ -25,10 +25,11 @@ from collapse_jax.diffusion.generate import compiled_sampler  # noqa: E402
 from collapse_jax.diffusion.schedule import linear_schedule  # noqa: E402
 
 
-def time_sampler(batch: int, steps: int, dtype: str, mesh_shape=None) -> dict:
+def time_sampler(batch: int, steps: int, dtype: str, mesh_shape=None,
+                 cpu_kernels: bool = True) -> dict:
   """Seconds for one `steps`-step DDPM chunk of `batch` images, after compiling."""
   mesh = sharding.make_mesh(mesh_shape)
-  model = unet48(dtype)
+  model = unet48(dtype, cpu_kernels)
   shape = (batch, 32, 32, 3)
   params = jax.jit(lambda r: model.init(r, np.zeros((1, *shape[1:]), np.float32),
                                         np.zeros((1,), np.int32))["params"],
@@ -54,9 +55,11 @@ def main():
   parser.add_argument("--steps", type=int, default=1000)
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   parser.add_argument("--mesh", default="data=-1,fsdp=1")
+  parser.add_argument("--no-cpu-kernels", dest="cpu_kernels", action="store_false")
   args = parser.parse_args()
-  print(device_line())
-  ours = time_sampler(args.batch, args.steps, args.dtype, parse_mesh(args.mesh))
+  print(device_line(), "| cpu_kernels", args.cpu_kernels)
+  ours = time_sampler(args.batch, args.steps, args.dtype, parse_mesh(args.mesh),
+                      args.cpu_kernels)
   ref = reference("sample", "--batch", str(args.batch), "--steps", str(args.steps),
                   "--dtype", args.dtype)
   how = "measured" if args.steps == 1000 else f"projected from {args.steps} steps"

@@ -36,15 +36,18 @@ def parse_mesh(text: str) -> dict[str, int]:
   return {k: int(v) for k, v in (kv.split("=") for kv in text.split(","))}
 
 
-def unet48(dtype: str) -> UNet:
+def unet48(dtype: str, cpu_kernels: bool = True) -> UNet:
+  """UNet48; `cpu_kernels=False`: XLA:CPU's own convolutions and GroupNorm (models/conv.py,
+  models/norm.py), to measure what those kernels buy."""
   return UNet(PRESETS["unet48"], out_channels=3, layers_per_block=2, attention_levels=(4,),
-              norm_groups=16, dtype=dtype)
+              norm_groups=16, dtype=dtype, cpu_kernels=cpu_kernels)
 
 
-def time_train_step(batch: int, steps: int, dtype: str, mesh_shape=None) -> dict:
+def time_train_step(batch: int, steps: int, dtype: str, mesh_shape=None,
+                    cpu_kernels: bool = True) -> dict:
   """Median step time of the jitted, sharded step, its compile time and its XLA FLOPs."""
   mesh = sharding.make_mesh(mesh_shape)
-  model = unet48(dtype)
+  model = unet48(dtype, cpu_kernels)
   tx = make_optimizer(OPTIM, 128_000)
   shape = (32, 32, 3)
   step = compiled_train_step(mesh, model, tx, shape, 0.0, 0.0)
@@ -81,9 +84,11 @@ def main():
   parser.add_argument("--steps", type=int, default=3)
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   parser.add_argument("--mesh", default="data=-1,fsdp=1")
+  parser.add_argument("--no-cpu-kernels", dest="cpu_kernels", action="store_false")
   args = parser.parse_args()
-  print(device_line())
-  ours = time_train_step(args.batch, args.steps, args.dtype, parse_mesh(args.mesh))
+  print(device_line(), "| cpu_kernels", args.cpu_kernels)
+  ours = time_train_step(args.batch, args.steps, args.dtype, parse_mesh(args.mesh),
+                         args.cpu_kernels)
   peak, source = peak_flops(args.dtype)
   ref = reference("train_step", "--batch", str(args.batch), "--steps", str(args.steps),
                   "--dtype", args.dtype)

@@ -1,8 +1,9 @@
 """XLA:CPU defaults measured to pay for this package's programs, set before JAX starts.
 
-jaxlib 0.10's XLA:CPU hands every convolution to YNNPACK, which on the UNet's shapes is
-~1.5x slower than the Eigen convolution it replaces (UNet48 train step 15.9 -> 29 images/s
-with it off, benchmarks/RESULTS.md); its dot and reduction fusions stay on. The flag only
+jaxlib 0.10's and 0.12's XLA:CPU hand every convolution to YNNPACK, which on the UNet's
+shapes is ~1.5x slower than the Eigen convolution it replaces (UNet48 train step 15.9 -> 29
+images/s with it off on 0.10.2; 19.5 -> 27.5 images/s on 0.12.0.1, sampling 7.67 -> 5.83 s,
+benchmarks/RESULTS.md); its dot and reduction fusions stay on. The flag only
 affects the CPU backend. A flag the user already set in XLA_FLAGS wins, and
 COLLAPSE_XLA_CPU_DEFAULTS=0 leaves XLA_FLAGS alone.
 
@@ -17,9 +18,10 @@ import os
 CPU_DEFAULTS = (
     ("--xla_cpu_experimental_ynn_fusion_type", "-LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"),
 )
-MEASURED_JAXLIB = ("0.10.",)
+MEASURED_JAXLIB = ("0.10.", "0.12.")
 
-# No YNNPACK fusions at all: Eigen dots, XLA's own reductions. Measured on DINOv2 ViT-S/14,
+# No YNNPACK fusions at all: Eigen dots, XLA's own reductions. On jaxlib 0.12.0.1: DINOv2
+# 128 images 0.77x -> 1.02x transformers (benchmarks/RESULTS.md). Measured on DINOv2 ViT-S/14,
 # 32 images, 10 alternating runs in one process (benchmarks/RESULTS.md): 2.87 -> 2.47 s
 # (its wide MLP dot, 384 -> 1536, is 71 ms in YNNPACK and 62 ms in Eigen, and YNNPACK's
 # reduction fusions absorb the dots after each LayerNorm); the Inception forward is
