@@ -9,13 +9,17 @@ from collapse_jax.kernels.entropy import kl_entropy
 from collapse_jax.sharding import make_mesh
 
 
-def sklearn_entropy(x, k=1):
-  """The paper's formula, as the authors' code computes it (scikit-learn neighbours)."""
-  n, d = x.shape
-  dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
-  r = dist[:, k]
+def kl_formula(r, d, k=1):
+  """The paper's estimator from each point's k-th neighbour distance r, in float64."""
+  n = len(r)
   log_cd = d / 2 * np.log(np.pi) - special.gammaln(d / 2 + 1)
   return special.digamma(n) - special.digamma(k) + log_cd + d / n * np.sum(np.log(r + 1e-10))
+
+
+def sklearn_entropy(x, k=1):
+  """The paper's formula, as the authors' code computes it (scikit-learn neighbours)."""
+  dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
+  return kl_formula(dist[:, k], x.shape[1], k)
 
 
 @pytest.mark.parametrize("n,d,k", [(500, 3, 1), (700, 64, 1), (300, 3072, 1), (400, 10, 3)])

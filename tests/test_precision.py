@@ -13,7 +13,6 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
-from scipy import special
 
 from collapse_jax import precision, sharding
 from collapse_jax.kernels import knn, selection
@@ -21,6 +20,7 @@ from collapse_jax.kernels.entropy import kl_entropy
 from collapse_jax.metrics import precision_recall
 from collapse_jax.plan import hlo, programs
 from collapse_jax.study import sweep
+from tests.test_entropy import kl_formula
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIGITS = os.path.join(ROOT, "configs", "digits.py")
@@ -140,13 +140,11 @@ def _worst_pick(x, picks):
 def _kl_entropy(x, bf16_product: bool):
   """The KL estimator (k = 1) as the kernel computes it: each point's neighbour found from
   the expansion, its distance then recomputed from the differences."""
-  n, d = x.shape
-  r2 = np.stack([_sq_dists(x, x[i], bf16_product) for i in range(n)])
+  r2 = np.stack([_sq_dists(x, row, bf16_product) for row in x])
   np.fill_diagonal(r2, np.inf)
   x64 = x.astype(np.float64)
   r = np.sqrt(((x64 - x64[r2.argmin(1)]) ** 2).sum(-1))
-  log_cd = 0.5 * d * np.log(np.pi) - special.gammaln(0.5 * d + 1)
-  return special.digamma(n) - special.digamma(1) + log_cd + d / n * np.log(r + 1e-10).sum()
+  return kl_formula(r, x.shape[1])
 
 
 def test_bf16_products_would_change_greedy_picks_and_entropy_and_the_kernels_do_not(rng):

@@ -56,10 +56,11 @@ class Result:
 
 
 def compile_one(prog: Program):
-  """(compiled, seconds) of `prog` lowered on its abstract arguments."""
+  """(lowered, compiled, seconds) of `prog` on its abstract arguments."""
   t0 = time.perf_counter()
-  compiled = prog.fn.lower(*prog.args).compile()
-  return compiled, time.perf_counter() - t0
+  lowered = prog.fn.lower(*prog.args)
+  compiled = lowered.compile()
+  return lowered, compiled, time.perf_counter() - t0
 
 
 def memory(compiled) -> dict:
@@ -146,7 +147,7 @@ def analyze(prog: Program, cpu_prog: Program, target: Target, devices: int,
     r.compute_s = r.flops / peaks[0]
     t0 = time.perf_counter()
     try:
-      compiled, r.compile_s = compile_one(prog)
+      lowered, compiled, r.compile_s = compile_one(prog)
     except Exception as e:
       needed = _refused_bytes(str(e))
       if needed is None:
@@ -161,12 +162,11 @@ def analyze(prog: Program, cpu_prog: Program, target: Target, devices: int,
     r.memory = memory(compiled)
     # XLA:CPU computes float32 in float32 whatever the precision and upcasts bf16 dots, so
     # a CPU plan reads the precision each product asks for from the lowered program.
-    text = (prog.fn.lower(*prog.args).as_text() if target.kind == "cpu"
-            else compiled.as_text())
+    text = lowered.as_text() if target.kind == "cpu" else compiled.as_text()
     r.reduced_products = len(hlo.reduced_products(text))
     body_compiled = compiled
     if prog.unit is not None:
-      body_compiled, s = compile_one(prog.unit)
+      _, body_compiled, s = compile_one(prog.unit)
       r.compile_s += s
     tc = cost(body_compiled)
     if tc.get("bytes accessed", -1) > 0:

@@ -114,7 +114,7 @@ def _train_on(target, fsdp):
   devs = targets.devices(t)
   mesh = sharding.make_mesh({"data": len(devs) // fsdp, "fsdp": fsdp}, devs)
   prog = programs.diffusion_programs(small_config(), mesh)[0]
-  return prog, analyze.memory(analyze.compile_one(prog)[0])
+  return prog, analyze.memory(analyze.compile_one(prog)[1])
 
 
 def _shard_bytes(tree):
