@@ -96,8 +96,10 @@ def _parse_flags(argv):
     _fail(_flag_message(e, argv), 2)
 
 
-def run(job) -> None:
-  """Parses the flags, sets up logging and processes, then calls job(config, workdir, overwrite)."""
+def run(job, preflight=None) -> None:
+  """Parses the flags, sets up logging and processes, then calls
+  job(config, workdir, overwrite), passing `preflight` on (a check the job runs once the
+  config and data are validated, before it touches the workdir) when given."""
   config = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
   workdir = flags.DEFINE_string("workdir", None, "Directory of the run (resumed if present).")
   overwrite = flags.DEFINE_bool("overwrite", False, "Delete a workdir run of another config.")
@@ -109,7 +111,8 @@ def run(job) -> None:
     try:
       distributed.initialize(config.value)
       preemption.install(config.value.distributed.get("preemption_signal", ""))
-      job(config.value, workdir.value, overwrite.value)
+      extra = {} if preflight is None else {"preflight": preflight}
+      job(config.value, workdir.value, overwrite.value, **extra)
     except UserError as e:
       _fail(str(e), 2)
     except preemption.Preempted as e:

@@ -96,6 +96,9 @@ def base_config() -> ml_collections.ConfigDict:
       pr_samples=10_000,  # precision/recall on at most this many real and generated images
   )
   c.mesh = dict(data=-1, fsdp=1)  # -1: the devices left over
+  # A run whose least compute time on the platform found is over an hour (plan/budget.py)
+  # stops at start unless this is True.
+  c.allow_slow_platform = False
   c.distributed = dict(
       auto=False,  # True: jax.distributed.initialize() detects the cluster (TPU pod, SLURM)
       coordinator="",  # 'host:port' of process 0 for an explicit launch
@@ -254,7 +257,7 @@ def flatten(d: dict, prefix: str = "") -> dict:
   return out
 
 
-LAUNCH_FIELDS = ("distributed.",)
+LAUNCH_FIELDS = ("distributed.", "allow_slow_platform")
 
 
 def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
@@ -317,12 +320,15 @@ def _check_extension(workdir: str, old: int, new: int) -> bool:
   return new > old
 
 
-def prepare_run(config, workdir: str, overwrite: bool):
-  """Validates the config against the data, claims the workdir; returns (dataset, shape of
+def prepare_run(config, workdir: str, overwrite: bool, preflight=None):
+  """Validates the config, runs `preflight(config)` (a check that may refuse the run, e.g.
+  plan/budget.check), validates it against the data, claims the workdir; returns (dataset, shape of
   one row: (H, W, C) for images, (d,) for vectors)."""
   from collapse_jax.data import load_dataset  # noqa: PLC0415 (configs import this module light)
 
   validate(config)
+  if preflight is not None:  # before the data is read: a refusal should cost seconds
+    preflight(config)
   ds = load_dataset(config)
   shape = tuple(ds.images.shape[1:])
   validate(config, shape)

@@ -16,6 +16,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from collapse_jax import platform
 from collapse_jax.errors import ConfigError
 
 MESH_AXES = ("data", "fsdp")
@@ -23,8 +24,9 @@ BATCH_AXES = ("data", "fsdp")
 
 
 def make_mesh(shape: Mapping[str, int] | None = None, devices=None) -> Mesh:
-  """A ("data", "fsdp") mesh; -1 in `shape` takes the devices left over."""
-  devices = list(jax.devices() if devices is None else devices)
+  """A ("data", "fsdp") mesh; -1 in `shape` takes the devices left over. By default over
+  the devices this process may use (`platform.visible_devices`)."""
+  devices = list(platform.visible_devices() if devices is None else devices)
   shape = dict(shape or {"data": -1, "fsdp": 1})
   unknown = set(shape) - set(MESH_AXES)
   if unknown:

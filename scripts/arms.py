@@ -13,6 +13,11 @@ Generation 1 trains on the real set, identically in every arm: the first arm tra
 alone (on all the cores), the others start once it is saved and adopt it
 (`config.loop.first_model_from`), then all run side by side.
 
+On a GPU node or TPU VM each arm gets its own devices (collapse_jax/study/devices.py):
+`--devices auto` finds them (CUDA_VISIBLE_DEVICES or nvidia-smi, /dev/accel*, XLA_FLAGS'
+fake CPU devices); when they do not split (one GPU, a mesh needing every chip) the arms run
+one after another. On a plain CPU host all arms share the cores.
+
 `--limit` adds the arm `memorizer`: the same loop with the training set's exact optimal
 denoiser in place of the trained model (`model.kind=memorizer`, seconds): the memorization
 limit, drawn beside the trained arms in compare.md.
@@ -25,7 +30,7 @@ import sys
 
 from collapse_jax.generators.diffusion import first_model_checkpoint
 from collapse_jax.study.comparison import write_comparison
-from collapse_jax.study.launch import run_parallel
+from collapse_jax.study.launch import Place, places_for, run_jobs
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recursive.py")
 
@@ -47,6 +52,8 @@ def main():
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--limit", action="store_true",
                       help="add the memorizer arm (the memorization limit) to the comparison")
+  parser.add_argument("--devices", default="auto",
+                      help="auto, cpu (share the cores), or gpu:N / tpu:N / cpu:N to split")
   args, overrides = parser.parse_known_args()
   arms = args.arms.split(",") + (["memorizer"] if args.limit else [])
   workdirs = {arm: os.path.join(args.workdir, arm) for arm in arms}
@@ -64,7 +71,11 @@ def main():
   wait = {arm: lambda: first_model_ready(first) for arm in list(workdirs)[1:]
           if arm != "memorizer"}
   try:
-    run_parallel(jobs, os.path.join(args.workdir, "logs"), wait_for=wait)
+    places = places_for(args.devices, args.config, overrides, len(jobs),
+                        [Place()] * len(jobs))
+    run_jobs(jobs, places, os.path.join(args.workdir, "logs"), wait_for=wait)
+  except ValueError as e:
+    raise SystemExit(f"error: {e}") from None
   except RuntimeError as e:
     raise SystemExit(f"arms failed: {e}") from None
   print(f"wrote {write_comparison(list(workdirs.values()), args.workdir)}")

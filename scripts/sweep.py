@@ -10,8 +10,9 @@
 `--claim NAME` takes config, grid and seeds from configs/claims.py and adds that claim's
 verdict (collapse_jax/study/claims.py) to sweep.md.
 
-Re-running skips finished runs and resumes killed ones; `--jobs K` runs K at once, each
-pinned to its share of the cores.
+Re-running skips finished runs and resumes killed ones. On a CPU host `--jobs K` runs K
+at once, each pinned to its share of the cores; on a GPU node or TPU VM the runs at once
+follow from the devices and the config's mesh, each on its own (`--devices`).
 """
 
 import argparse
@@ -19,7 +20,7 @@ import os
 import shlex
 
 from collapse_jax.study import sweep, sweep_report
-from collapse_jax.study.launch import run_queue
+from collapse_jax.study.launch import core_shares, places_for, run_jobs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "recursive.py")
@@ -36,7 +37,11 @@ def main():
   parser.add_argument("--grid", action="append", default=[], help="field=v1,v2,...")
   parser.add_argument("--seeds", type=int, default=None,
                       help="seeds 0..K-1 per grid cell (default 3, or the claim's)")
-  parser.add_argument("--jobs", type=int, default=1)
+  parser.add_argument("--jobs", type=int, default=1,
+                      help="runs at once on a CPU host (each on its share of the cores)")
+  parser.add_argument("--devices", default="auto",
+                      help="auto, cpu, or gpu:N / tpu:N / cpu:N: runs at once on their own "
+                      "devices (collapse_jax/study/devices.py)")
   parser.add_argument("--list", action="store_true", help="print the runs' command lines")
   parser.add_argument("--aggregate", action="store_true", help="only write sweep.md")
   parser.add_argument("--claim", default="", help="a claim of configs/claims.py")
@@ -67,11 +72,14 @@ def main():
       return
     todo = {n: c for n, c in commands.items()
             if not sweep.finished(os.path.join(args.workdir, n))}
-    print(f"{len(runs) - len(todo)} of {len(runs)} runs finished; running {len(todo)}, "
-          f"{args.jobs} at a time")
+    print(f"{len(runs) - len(todo)} of {len(runs)} runs finished; running {len(todo)}")
     try:
-      run_queue({n.replace(os.sep, "__"): c for n, c in todo.items()}, args.jobs,
-                os.path.join(args.workdir, "logs"))
+      places = places_for(args.devices, args.config, extra, len(todo),
+                          core_shares(max(1, min(args.jobs, len(todo)))))
+      run_jobs({n.replace(os.sep, "__"): c for n, c in todo.items()}, places,
+               os.path.join(args.workdir, "logs"))
+    except ValueError as e:
+      raise SystemExit(f"error: {e}") from None
     except RuntimeError as e:
       print(f"some runs failed: {e}")
       print(f"wrote {sweep_report.write(args.workdir)} from the runs that finished")

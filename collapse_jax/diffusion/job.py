@@ -7,7 +7,7 @@ import os
 import jax
 import numpy as np
 
-from collapse_jax import config_lib
+from collapse_jax import config_lib, platform
 from collapse_jax.diffusion.fit import fit, schedule_from_config
 from collapse_jax.diffusion.generate import generate
 from collapse_jax.errors import ConfigError
@@ -18,17 +18,21 @@ from collapse_jax.sharding import make_mesh, to_host
 log = logging.getLogger(__name__)
 
 
-def train_and_evaluate(config, workdir: str, overwrite: bool = False) -> np.ndarray:
+def train_and_evaluate(config, workdir: str, overwrite: bool = False,
+                       preflight=None) -> np.ndarray:
   """Trains on `config.data`, then samples `config.sample.num_images` images.
 
   Writes workdir/{config.json, train.jsonl, train.csv, samples.npz, samples.png} and
-  returns the samples in [-1, 1]. A workdir of another config is refused unless `overwrite`.
+  returns the samples in [-1, 1]. A workdir of another config is refused unless `overwrite`;
+  `preflight(config)` runs once config and data are valid.
   """
   if config.model.kind != "unet":
     raise ConfigError(f"config.model.kind={config.model.kind!r}: scripts/train.py trains the "
                      "UNet on images; run other kinds through scripts/recursive.py.")
-  ds, image_shape = config_lib.prepare_run(config, workdir, overwrite)
+  ds, image_shape = config_lib.prepare_run(config, workdir, overwrite, preflight)
   mesh = make_mesh(config.mesh)
+  for line in platform.describe(mesh):
+    log.info("%s", line)
   model = unet_from_config(config.model, image_shape, ds.num_classes)
   rng = jax.random.key(config.seed)
   train_rng, sample_rng = jax.random.split(rng)

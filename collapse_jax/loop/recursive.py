@@ -24,7 +24,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from collapse_jax import checkpoint, config_lib, distributed, preemption
+from collapse_jax import checkpoint, config_lib, distributed, platform, preemption
 from collapse_jax.errors import ConfigError
 from collapse_jax.generators import make_generator
 from collapse_jax.images import to_uint8
@@ -287,12 +287,15 @@ def _log_row(prefix: str, row: dict) -> None:
 REDO_CHEAPER_S = 2.0
 
 
-def run_recursive(config, workdir: str, overwrite: bool = False) -> list[dict]:
-  """Runs config.loop.generations generations; returns the per-generation metric rows."""
+def run_recursive(config, workdir: str, overwrite: bool = False, preflight=None) -> list[dict]:
+  """Runs config.loop.generations generations; returns the per-generation metric rows.
+  `preflight(config)` runs once config and data are valid (config_lib.prepare_run)."""
   config_lib.validate_loop(config)
   lc = config.loop
-  ds, data_shape = config_lib.prepare_run(config, workdir, overwrite)
+  ds, data_shape = config_lib.prepare_run(config, workdir, overwrite, preflight)
   mesh = make_mesh(config.mesh)
+  for line in platform.describe(mesh):
+    log.info("%s", line)
   generator = make_generator(config, data_shape, ds.num_classes, mesh)
 
   # Every set of the loop lives on the mesh, split by rows; only indices visit the host.

@@ -1,16 +1,20 @@
-"""Several runs as processes side by side on one machine, their output kept apart.
+"""Several runs as processes side by side on one machine, their output kept apart, each in
+its own place: a share of the CPU cores, or its own accelerators (study/devices.py).
 
 On a 2-core CPU three small-UNet runs at once train ~10% more images per second in total
 than one run using both cores, and a comparison finishes when its slowest arm does.
 """
 
 import ctypes
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
+
+from collapse_jax.study import devices, sweep
 
 
 def _pump(name: str, stream, log_path: str, lock: threading.Lock) -> None:
@@ -34,8 +38,8 @@ def _child_setup(cores):
     os.sched_setaffinity(0, cores)
 
 
-def _start(name, argv, log_dir, lock, cores=None):
-  env = dict(os.environ, PYTHONUNBUFFERED="1")
+def _start(name, argv, log_dir, lock, cores=None, env=None):
+  env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
   proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           env=env, preexec_fn=lambda: _child_setup(cores))
   pump = threading.Thread(target=_pump, daemon=True, args=(
@@ -52,61 +56,80 @@ def _raise_failed(codes: dict[str, int], log_dir: str) -> None:
         for name, code in failed.items()))
 
 
-def run_parallel(jobs: dict[str, list[str]], log_dir: str,
-                 wait_for: dict[str, Callable[[], bool]] | None = None) -> None:
-  """Runs every job (name -> argv) at once and waits for all of them; each line a job
-  prints goes to `log_dir/<name>.log` and to stdout prefixed with `[name]`. A job named in
-  `wait_for` starts once its predicate is true (or no started job is left running). Raises
-  RuntimeError naming each job that failed, with its exit code and log."""
+@dataclasses.dataclass(frozen=True)
+class Place:
+  """Where one job runs: extra environment (a device set, devices.Slot.env) and cores."""
+
+  env: dict = dataclasses.field(default_factory=dict)
+  cores: frozenset | None = None
+
+
+def core_shares(slots: int) -> list[Place]:
+  """`slots` places, each pinned to its share of this process's CPU cores (none for one)."""
+  cores = sorted(os.sched_getaffinity(0))
+  if slots <= 1:
+    return [Place()]
+  return [Place(cores=frozenset(cores[i::slots]) or frozenset(cores)) for i in range(slots)]
+
+
+def device_places(slots: list[devices.Slot]) -> list[Place]:
+  """One place per device slot (see study/devices.py); one unpinned place for none."""
+  return [Place(env=dict(s.env)) for s in slots] or [Place()]
+
+
+def run_jobs(jobs: dict[str, list[str]], places: list[Place], log_dir: str,
+             wait_for: dict[str, Callable[[], bool]] | None = None) -> None:
+  """Runs the jobs (name -> argv) in order, one per free place, and waits for all; each
+  line a job prints goes to `log_dir/<name>.log` and to stdout prefixed with `[name]`. A
+  job named in `wait_for` starts once its predicate is true (or no job is left running).
+  Every job runs even when one fails; then RuntimeError names each failure, its exit code
+  and its log."""
   os.makedirs(log_dir, exist_ok=True)
   wait_for = wait_for or {}
-  lock = threading.Lock()
-  started, waiting = {}, [n for n in jobs if n in wait_for]
-  try:
-    for name, argv in jobs.items():
-      if name not in wait_for:
-        started[name] = _start(name, argv, log_dir, lock)
-    while waiting:
-      idle = all(proc.poll() is not None for proc, _ in started.values())
-      for name in [n for n in waiting if idle or wait_for[n]()]:
-        started[name] = _start(name, jobs[name], log_dir, lock)
-        waiting.remove(name)
-      threading.Event().wait(0.5)
-    codes = {name: proc.wait() for name, (proc, _) in started.items()}
-  except BaseException:  # Ctrl-C: stop every job (each resumes when run again)
-    for proc, _ in started.values():
-      proc.kill()
-    raise
-  for _, pump in started.values():
-    pump.join()
-  _raise_failed(codes, log_dir)
-
-
-def run_queue(jobs: dict[str, list[str]], slots: int, log_dir: str) -> None:
-  """Runs the jobs `slots` at a time, in order, each pinned to its slot's share of this
-  process's CPU cores (so K runs do not fight over every core); logs as `run_parallel`.
-  Every job runs even when one fails; then RuntimeError names the failures."""
-  os.makedirs(log_dir, exist_ok=True)
-  cores = sorted(os.sched_getaffinity(0))
-  slots = max(1, min(slots, len(jobs) or 1))
-  shares = [set(cores[i::slots]) or set(cores) for i in range(slots)]
-  lock, pending, running, codes = threading.Lock(), list(jobs.items()), {}, {}
+  lock, pending, running, codes = threading.Lock(), list(jobs), {}, {}
   try:
     while pending or running:
-      for slot in range(slots):
-        if slot not in running and pending:
-          name, argv = pending.pop(0)
-          running[slot] = (name, *_start(name, argv, log_dir, lock,
-                                         shares[slot] if slots > 1 else None))
+      idle = not running
+      for slot, place in enumerate(places):
+        ready = [n for n in pending if n not in wait_for or idle or wait_for[n]()]
+        if slot not in running and ready:
+          name = ready[0]
+          pending.remove(name)
+          running[slot] = (name, *_start(name, jobs[name], log_dir, lock, place.cores,
+                                         place.env))
+          idle = False
       for slot, (name, proc, pump) in list(running.items()):
         if proc.poll() is not None:
           pump.join()
           codes[name] = proc.returncode
           del running[slot]
-      if running:
+      if running or pending:
         threading.Event().wait(0.2)
-  except BaseException:
+  except BaseException:  # Ctrl-C: stop every job (each resumes when run again)
     for _, proc, _ in running.values():
       proc.kill()
     raise
   _raise_failed(codes, log_dir)
+
+
+def run_parallel(jobs: dict[str, list[str]], log_dir: str,
+                 wait_for: dict[str, Callable[[], bool]] | None = None) -> None:
+  """Every job at once (as `run_jobs` with a place each, unpinned)."""
+  run_jobs(jobs, [Place()] * max(1, len(jobs)), log_dir, wait_for)
+
+
+def places_for(devices_spec: str, config: str, overrides: list[str], jobs: int,
+               cpu_places: list[Place]) -> list[Place]:
+  """The places for `jobs` runs of `config` (file[:variants] plus --config.* overrides) on
+  the devices `devices_spec` names (study/devices.parse), printed; `cpu_places` on a plain
+  CPU host."""
+  host = devices.parse(devices_spec)
+  if host.devices == 0:
+    return cpu_places
+  cfg = sweep.load_config(config)
+  sweep.apply_overrides(cfg, [o for o in overrides if o.startswith("--config.")])
+  slots = devices.plan(host, jobs, devices.need_of(cfg))
+  shown = " | ".join(s.describe() for s in slots)
+  print(f"{host.devices} {host.platform} devices: {len(slots)} of {jobs} jobs at a time "
+        f"({shown})", flush=True)
+  return device_places(slots)
