@@ -6,6 +6,8 @@
   python scripts/sweep.py ... --list        # one command line per run, for a scheduler
   python scripts/sweep.py --aggregate --workdir runs/sweep_n   # sweep.md from what finished
   python scripts/sweep.py --claim section3 --workdir runs/claim_section3 --jobs 2
+  python scripts/sweep.py ... --launcher slurm --partition gpu --gpus-per-job 1 --time 240
+      # each run a SLURM job (submitit), requeued when preempted; --dry-run shows the script
 
 `--claim NAME` takes config, grid and seeds from configs/claims.py and adds that claim's
 verdict (collapse_jax/study/claims.py) to sweep.md.
@@ -19,7 +21,7 @@ import argparse
 import os
 import shlex
 
-from collapse_jax.study import sweep, sweep_report
+from collapse_jax.study import cluster, sweep, sweep_report
 from collapse_jax.study.launch import core_shares, places_for, run_jobs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,6 +47,22 @@ def main():
   parser.add_argument("--list", action="store_true", help="print the runs' command lines")
   parser.add_argument("--aggregate", action="store_true", help="only write sweep.md")
   parser.add_argument("--claim", default="", help="a claim of configs/claims.py")
+  slurm = parser.add_argument_group("a scheduler (collapse_jax/study/cluster.py)")
+  slurm.add_argument("--launcher", choices=cluster.LAUNCHERS, default=None,
+                     help="submit each run as a job: slurm, or submitit's local executor")
+  slurm.add_argument("--partition", default="")
+  slurm.add_argument("--account", default="")
+  slurm.add_argument("--gpus-per-job", type=int, default=1, help="GPUs per node of a job")
+  slurm.add_argument("--nodes", type=int, default=1,
+                     help="hosts per run (>1: one multi-node job joined by jax.distributed)")
+  slurm.add_argument("--time", type=int, default=240, help="a job's time limit, minutes")
+  slurm.add_argument("--cpus-per-task", type=int, default=0)
+  slurm.add_argument("--signal-delay", type=int, default=90,
+                     help="seconds before the time limit the run is told to checkpoint")
+  slurm.add_argument("--wait", action="store_true",
+                     help="wait for the jobs, then write sweep.md (always with local)")
+  slurm.add_argument("--dry-run", action="store_true",
+                     help="print the sbatch script of the first run instead of submitting")
   args, extra = parser.parse_known_args()
   if args.claim:
     specs = claim_specs()
@@ -72,6 +90,8 @@ def main():
       return
     todo = {n: c for n, c in commands.items()
             if not sweep.finished(os.path.join(args.workdir, n))}
+    if args.launcher:
+      return submit(args, todo, len(runs))
     print(f"{len(runs) - len(todo)} of {len(runs)} runs finished; running {len(todo)}")
     try:
       places = places_for(args.devices, args.config, extra, len(todo),
@@ -85,6 +105,37 @@ def main():
       print(f"wrote {sweep_report.write(args.workdir)} from the runs that finished")
       raise SystemExit(1) from None
   print(f"wrote {sweep_report.write(args.workdir)}")
+
+
+def submit(args, todo: dict[str, list[str]], total: int) -> None:
+  """Each unfinished run as a job of the scheduler; waits and writes sweep.md with the local
+  executor or --wait."""
+  folder = os.path.join(args.workdir, "jobs")
+  params = cluster.slurm_parameters(
+      partition=args.partition, gpus=args.gpus_per_job, nodes=args.nodes, time_min=args.time,
+      account=args.account, cpus_per_task=args.cpus_per_task, signal_delay_s=args.signal_delay)
+  todo = {n: cluster.job_argv(c, args.nodes) for n, c in todo.items()}
+  if args.dry_run:
+    for name, argv in todo.items():
+      print(f"# {name}: {shlex.join(argv)}")
+    first = next(iter(todo), "run")
+    print(cluster.sbatch_script(folder, {**params, "job_name": first.replace(os.sep, "__")}))
+    return
+  print(f"{total - len(todo)} of {total} runs finished; submitting {len(todo)} to "
+        f"{args.launcher}")
+  try:
+    jobs = cluster.submit(cluster.executor(args.launcher, folder, params), todo,
+                          os.path.join(folder, "jobs.json"))
+  except ValueError as e:
+    raise SystemExit(f"error: {e}") from None
+  if args.launcher == "slurm" and not args.wait:
+    print(f"when they finish: python scripts/sweep.py --aggregate --workdir {args.workdir}")
+    return
+  failed = cluster.wait(jobs)
+  print(f"wrote {sweep_report.write(args.workdir)}")
+  if failed:
+    print("some runs failed: " + "; ".join(failed))
+    raise SystemExit(1)
 
 
 if __name__ == "__main__":
