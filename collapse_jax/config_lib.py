@@ -74,6 +74,9 @@ def base_config() -> ml_collections.ConfigDict:
       label_dropout=0.1,  # classifier-free guidance training, class-conditional only
       log_every=100,
       checkpoint_every=2000,
+      # "a:b" writes a jax.profiler trace of steps a+1..b to <workdir>/profile (TensorBoard's
+      # profile plugin or Perfetto); "" for none.
+      profile_steps="",
   )
   c.sample = dict(
       method="ddpm",  # "ddpm" (ancestral, all T steps) or "ddim"

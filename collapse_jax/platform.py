@@ -47,9 +47,10 @@ def describe(mesh) -> list[str]:
   kinds = sorted({d.device_kind for d in devices})
   local = [d for d in devices if d.process_index == jax.process_index()]
   env = [f"{k}={os.environ[k]}" for k in VISIBILITY_ENV if os.environ.get(k)]
+  n = len(devices)
   return [
-      f"platform {devices[0].platform} ({', '.join(kinds)}): {len(devices)} devices in the "
-      f"mesh, {len(local)} on this process (ids {[d.id for d in local]}), "
+      f"platform {devices[0].platform} ({', '.join(kinds)}): {n} device{'s' * (n != 1)} in "
+      f"the mesh, {len(local)} on this process (ids {[d.id for d in local]}), "
       f"{jax.device_count()} in all",
       f"process {jax.process_index()} of {jax.process_count()}; mesh {dict(mesh.shape)}"
       + (f"; {' '.join(env)}" if env else ""),

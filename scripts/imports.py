@@ -17,8 +17,8 @@ PACKAGE = "collapse_jax"
 # Lowest first. A module may import its own layer or any below it, never one above. A name
 # is matched by its longest prefix ("collapse_jax.loop" covers collapse_jax.loop.report).
 LAYERS = (
-    ("infra", ("xla_flags", "precision", "errors", "platform", "sharding", "images", "logs",
-               "workdir", "checkpoint", "distributed", "preemption", "cli")),
+    ("infra", ("xla_flags", "precision", "errors", "chips", "platform", "sharding", "images",
+               "logs", "workdir", "checkpoint", "distributed", "preemption", "cli")),
     ("base", ("kernels", "data", "models")),
     ("config", ("config_lib",)),
     ("components", ("diffusion", "metrics", "encoders")),

@@ -1,5 +1,8 @@
 """The training loop: overfitting a small set, NaN errors, kill-and-resume."""
 
+import glob
+import gzip
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +15,7 @@ import pytest
 
 from collapse_jax import config_lib
 from collapse_jax.data import load_digits, make_batch_dataset
-from collapse_jax.diffusion.fit import fit
+from collapse_jax.diffusion.fit import fit, throughput_model
 from collapse_jax.diffusion.job import train_and_evaluate
 from collapse_jax.metrics.writer import read_jsonl
 from collapse_jax.models.unet import unet_from_config
@@ -30,7 +33,8 @@ def smoke_config(**train):
 
 
 def test_overfits_a_small_subset_and_samples_are_in_range(tmp_path):
-  config = smoke_config(num_steps=300, batch_size=32, log_every=50, checkpoint_every=300)
+  config = smoke_config(num_steps=300, batch_size=32, log_every=50, checkpoint_every=300,
+                        profile_steps="100:105")
   config.data.max_examples = 64
   config.model.channels = (16, 32)
   config.optim.lr = 2e-3
@@ -43,6 +47,26 @@ def test_overfits_a_small_subset_and_samples_are_in_range(tmp_path):
   assert samples.shape == (32, 8, 8, 1)
   assert np.isfinite(samples).all() and samples.min() >= -1 and samples.max() <= 1
   assert (tmp_path / "samples.png").exists() and (tmp_path / "train.csv").exists()
+  # Throughput as MaxText logs it, and a profiler trace of steps 101-105.
+  rows = read_jsonl(str(tmp_path / "train.jsonl"))
+  assert all(r["tflops_per_device"] > 0 and 0 < r["mfu"] for r in rows), rows[-1]
+  trace = glob.glob(str(tmp_path / "profile" / "plugins" / "profile" / "*" / "*.trace.json.gz"))
+  assert trace, os.listdir(tmp_path)
+  with gzip.open(trace[0]) as f:
+    names = {e.get("name") for e in json.load(f)["traceEvents"]}
+  assert "PjitFunction(wrapped)" in names or any("train_step" in str(n) for n in names)
+
+
+def test_the_logged_step_flops_are_the_planners():
+  """fit's FLOPs per step (for TFLOP/s and MFU) equal the planner's count of the same step."""
+  from collapse_jax.plan import analyze, programs
+
+  config = smoke_config(batch_size=16)
+  mesh = make_mesh({"data": 1, "fsdp": 1}, jax.devices()[:1])
+  with jax.set_mesh(mesh):
+    train = programs.diffusion_programs(config, mesh)[0]
+    flops, devices, peak = throughput_model(train.fn, mesh, *train.args)
+  assert flops == analyze.cpu_flops(train) > 0 and devices == 1 and peak > 0
 
 
 def test_nan_loss_names_the_step(tmp_path):

@@ -13,7 +13,7 @@ from clu import metrics as clu_metrics
 from flax import linen as nn
 from jax.sharding import Mesh
 
-from collapse_jax import checkpoint, preemption, sharding
+from collapse_jax import checkpoint, chips, preemption, sharding
 from collapse_jax.data.pipeline import batch_at_step, make_batch_dataset
 from collapse_jax.diffusion.schedule import linear_schedule
 from collapse_jax.diffusion.state import TrainState, lr_schedule, make_optimizer
@@ -23,6 +23,7 @@ from collapse_jax.diffusion.step import (
   init_state,
   state_shardings,
 )
+from collapse_jax.errors import ConfigError
 from collapse_jax.images import from_uint8
 from collapse_jax.metrics.progress import Progress
 from collapse_jax.metrics.writer import MetricWriter
@@ -63,6 +64,37 @@ def batch_for_step(dataset, arrays: dict, step: int, mesh: Mesh) -> dict[str, ja
     idx = sharding.put_replicated(np.asarray(dataset[step], np.int32), mesh)
     batch |= _gather(mesh)(on_device, idx)
   return batch
+
+
+def throughput_model(step_fn, mesh: Mesh, *args) -> tuple[float, int, float]:
+  """(FLOPs of one global train step, devices, one device's peak FLOP/s) for the progress
+  lines' TFLOP/s and MFU: XLA's count of the lowered step (every product of the global
+  computation), the chip's published peak (a measured matmul on CPU)."""
+  try:
+    cost = step_fn.lower(*args).cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    flops = float((cost or {}).get("flops", 0.0))
+  except Exception as e:  # noqa: BLE001 (a backend without a cost model: no MFU, no failure)
+    log.info("no FLOP count of the train step (%s): no MFU in the logs", e)
+    flops = 0.0
+  d = mesh.devices.flat[0]
+  local = sum(x.process_index == jax.process_index() for x in mesh.devices.flat)
+  peak, _ = chips.device_peak(d.device_kind, d.platform, local)
+  return flops, mesh.size, peak
+
+
+def _profile_steps(spec: str) -> tuple[int, int] | None:
+  """'a:b' -> (a, b): trace steps a+1..b (0-based step a up to b), or None for ''."""
+  if not spec:
+    return None
+  try:
+    a, b = (int(x) for x in spec.split(":"))
+  except ValueError:
+    a = b = -1
+  if not 0 <= a < b:
+    raise ConfigError(f"config.train.profile_steps={spec!r}: give 'a:b' with 0 <= a < b "
+                      "(the steps a+1..b are traced), or '' for none.")
+  return a, b
 
 
 def _check_finite(history: list[dict], first_step: int) -> None:
@@ -133,13 +165,19 @@ def fit(
 
   dataset = make_batch_dataset(arrays["image"].shape[0], tc.batch_size, config.seed)
   writer = MetricWriter(workdir, "train", resume_step=start)
-  progress = Progress(total, start, tc.batch_size, prefix=log_prefix)
+  profile = _profile_steps(tc.get("profile_steps", ""))
+  progress, tracing = None, False
   lr = lr_schedule(config.optim.lr, config.optim.warmup_steps, total)
   history = [{k: np.float32(v) for k, v in m.items()} for m in pending]
   first = start - len(history)
   for step in range(start, total):
     batch = batch_for_step(dataset, arrays, step, mesh)
+    if profile and step == profile[0]:
+      jax.profiler.start_trace(os.path.join(workdir, "profile"))
+      tracing = True
     if step == start:
+      progress = Progress(total, start, tc.batch_size, log_prefix, *throughput_model(
+          step_fn, mesh, state, batch, step_rng, schedule))
       log.info("%scompiling the train step (or reusing an earlier generation's)", log_prefix)
       t0 = time.perf_counter()
       state, step_metrics = step_fn(state, batch, step_rng, schedule)
@@ -151,6 +189,12 @@ def fit(
       state, step_metrics = step_fn(state, batch, step_rng, schedule)
     history.append(step_metrics)
     done = step + 1
+    if tracing and (done == profile[1] or done == total):
+      jax.block_until_ready(step_metrics)
+      jax.profiler.stop_trace()
+      tracing = False
+      log.info("%sprofile of steps %d-%d in %s (TensorBoard's profile plugin, or Perfetto)",
+               log_prefix, profile[0] + 1, done, os.path.join(workdir, "profile"))
     if done % tc.log_every == 0 or done == total:
       history = jax.device_get(history)
       _check_finite(history, first)

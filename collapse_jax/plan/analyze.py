@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from collapse_jax import chips
 from collapse_jax.plan import hlo
 from collapse_jax.plan.programs import Program
 from collapse_jax.plan.targets import Target
@@ -186,25 +187,6 @@ def analyze(prog: Program, cpu_prog: Program, target: Target, devices: int,
   return r
 
 
-def _rate(f, x, work: float, seconds: float) -> float:
-  """`work` per second of f(x), timed for about `seconds` after one warm-up call."""
-  f(x).block_until_ready()
-  reps, t0 = 0, time.perf_counter()
-  while time.perf_counter() - t0 < seconds:
-    f(x).block_until_ready()
-    reps += 1
-  return work * reps / (time.perf_counter() - t0)
-
-
-def measured_flops(seconds: float = 1.0) -> float:
-  """FLOP/s of a float32 1024^3 matmul on this host's default device."""
-  import jax
-  import jax.numpy as jnp
-
-  n = 1024
-  return _rate(jax.jit(lambda a: a @ a), jnp.ones((n, n), jnp.float32), 2.0 * n**3, seconds)
-
-
 def measured_peaks(seconds: float = 1.0) -> tuple[float, float]:
   """(FLOP/s, bytes/s) of this host measured: a float32 matmul and an array sum, each
   timed for about `seconds` (the CPU target's stand-in for a datasheet)."""
@@ -213,7 +195,7 @@ def measured_peaks(seconds: float = 1.0) -> tuple[float, float]:
 
   big = jnp.ones((256 * 2**20 // 4,), jnp.float32)
   read = jax.jit(jnp.sum)  # reads 256 MiB, writes nothing: DRAM bandwidth
-  return measured_flops(seconds), _rate(read, big, float(big.nbytes), seconds)
+  return chips.measured_flops(seconds), chips.rate(read, big, float(big.nbytes), seconds)
 
 
 def measure(prog: Program, reps: int = 3) -> float:

@@ -14,9 +14,9 @@ import logging
 
 import jax
 
-from collapse_jax import distributed, platform, sharding
+from collapse_jax import chips, distributed, platform, sharding
 from collapse_jax.errors import ConfigError
-from collapse_jax.plan import analyze, programs, targets
+from collapse_jax.plan import analyze, programs
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +54,9 @@ def run_flops(config, generations: int, images_per_generation: int) -> float:
 def platform_rate(devices) -> tuple[float, str]:
   """(FLOP/s, where it comes from) of `devices` together; (0, why) when unknown."""
   d = devices[0]
-  if d.platform == "cpu":
-    flops = analyze.measured_flops(seconds=0.2)
-    return flops, f"a float32 matmul measured on this host's CPU: {flops / 1e9:.0f} GFLOP/s"
-  chip = targets.chip_of(d.device_kind)
-  if chip is None:
-    return 0.0, f"no published peak for {d.device_kind!r} in plan/targets.py"
-  return chip.peak_flops * len(devices), (
-      f"{len(devices)} x {chip.name} at its published {chip.peak_flops / 1e12:.0f} TFLOP/s")
+  per_device, source = chips.device_peak(d.device_kind, d.platform, len(devices))
+  n = len(devices)
+  return per_device * n, f"{n} device{'s' * (n != 1)} x {per_device / 1e12:.3g} TFLOP/s: {source}"
 
 
 def estimate(config, job: str = "recursive") -> Estimate | None:

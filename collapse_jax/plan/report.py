@@ -23,8 +23,8 @@ GiB = 2**30
 
 def _peaks(target: targets.Target, num_devices: int) -> tuple[tuple[float, float], str]:
   if target.chip is not None:
-    c = target.chip
-    return (c.peak_flops, c.hbm_bw), c.source
+    c = target.chip  # per chip; a device has its share (v3: two devices per chip)
+    return (c.peak_flops / c.devices_per_chip, c.hbm_bw / c.devices_per_chip), c.source
   flops, bw = analyze.measured_peaks()
   return ((flops / num_devices, bw / num_devices),
           f"measured on this host: {flops / 1e9:.0f} GFLOP/s float32 matmul, "
@@ -32,7 +32,8 @@ def _peaks(target: targets.Target, num_devices: int) -> tuple[tuple[float, float
 
 
 def _hbm(target: targets.Target) -> float:
-  return target.chip.hbm_bytes if target.chip is not None else float("inf")
+  c = target.chip
+  return c.hbm_bytes / c.devices_per_chip if c is not None else float("inf")
 
 
 def _batch_limit(result: analyze.Result, batch: int, devices: int, hbm: float,
