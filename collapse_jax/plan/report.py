@@ -15,7 +15,7 @@ import time
 import jax
 
 from collapse_jax import sharding
-from collapse_jax.plan import analyze, programs, targets
+from collapse_jax.plan import analyze, calibration, programs, targets
 
 log = logging.getLogger(__name__)
 GiB = 2**30
@@ -166,6 +166,21 @@ def _hours(s: float) -> str:
   return f"{s / 3600:.2f} h" if s >= 360 else f"{s:.1f} s"
 
 
+def _expected_line(plan: dict) -> str:
+  """The plan's expected times from the published calibration (plan/calibration.py): on
+  accelerators whose bytes come from a cost analysis; a floor's bound says nothing."""
+  b = plan["bound"]
+  floors = [r["name"] for r in plan["programs"]
+            if r["used"] and not r["error"] and "floor" in r["bytes_source"]]
+  if not plan["target"].startswith(("tpu:", "gpu:")) or floors:
+    why = f"bytes of {', '.join(floors)} are a floor" if floors else "not an accelerator"
+    return f"- Expected: none ({why})."
+  return (f"- Expected (an estimate, not a bound: the bound over the "
+          f"{calibration.EFFICIENCY:.0%} of it that {calibration.SOURCE} reached): one "
+          f"generation {_hours(calibration.expected_s(b['generation_s']))}, the run "
+          f"{_hours(calibration.expected_s(b['run_s']))}; between the bound and that.")
+
+
 def markdown(plan: dict) -> str:
   """plan.md: the per-program table, the fit line, the bounds and (CPU) the measurements."""
   hbm = plan["hbm_bytes"]
@@ -207,6 +222,7 @@ def markdown(plan: dict) -> str:
       f"{fmt(b['sample_images_per_s'])} images/s (whole DDPM/DDIM chains).",
       f"- Bound on one generation: {_hours(b['generation_s'])}; on the run "
       f"({b['generations']} generations): {_hours(b['run_s'])}.",
+      _expected_line(plan),
       "- Notes: " + "; ".join(f"{r['name']}: {r['note']}"
                               for r in plan["programs"] if r["note"] and not r["error"]),
       "- float32 products at the target's reduced default precision (bf16 on TPU, TF32 on "

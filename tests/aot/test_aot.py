@@ -13,7 +13,7 @@ import pytest
 
 from collapse_jax import config_lib, sharding
 from collapse_jax.models.unet import AttentionBlock, unet_from_config
-from collapse_jax.plan import analyze, hlo, programs, report, targets
+from collapse_jax.plan import analyze, calibration, hlo, programs, report, targets
 from collapse_jax.study import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -240,3 +240,33 @@ def test_target_names_and_bad_ones():
   for bad in ("tpu:v5e:4", "tpu:v9:2x2", "gpu:h100:1x9", "tpu:v4:2x2", "quantum"):
     with pytest.raises(config_lib.ConfigError, match="--target"):
       targets.parse(bad)
+
+
+@pytest.mark.slow
+def test_ddpm_cifar10_on_a_v3_8_against_its_published_speed():
+  """Ho et al. 2020's CIFAR-10 DDPM (35.7M parameters, batch 128) trained at 21 steps/s on
+  a TPU v3-8. The planner's bound for that step on `tpu:v3:2x2` (8 TensorCores) must be
+  faster than the measurement (a lower bound), and equal plan/calibration.py's constant
+  (from which plans take their expected times) within 10%."""
+  config = calibration.ddpm_cifar10(
+      sweep.load_config(os.path.join(ROOT, "configs", "cifar10.py")))
+  model = unet_from_config(config.model, (32, 32, 3), 0)
+  params = jax.eval_shape(lambda: model.init(
+      jax.random.key(0), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1,), jnp.int32)))
+  n = sum(x.size for x in jax.tree.leaves(params))
+  assert abs(n / 1e6 - 35.7) < 0.1, n  # the paper's count: the same model
+  target = targets.parse(calibration.TARGET)
+  mesh = sharding.make_mesh(dict(config.mesh), targets.devices(target))
+  assert mesh.size == 8
+  train = programs.diffusion_programs(config, mesh, cpu_kernels=False)[0]
+  cpu_mesh = sharding.make_mesh({"data": 1, "fsdp": 1}, jax.devices("cpu")[:1])
+  cpu_train = programs.diffusion_programs(config, cpu_mesh, cpu_kernels=False, round_to=8)[0]
+  peaks, _ = report._peaks(target, mesh.size)
+  r = analyze.analyze(train, cpu_train, target, mesh.size, peaks)
+  assert not r.error, r.error
+  print(f"bound {r.bound_s * 1e3:.2f} ms/step = {1 / r.bound_s:.1f} steps/s vs measured "
+        f"{calibration.MEASURED_STEPS_PER_S} steps/s: efficiency "
+        f"{calibration.MEASURED_STEPS_PER_S * r.bound_s:.2f} (compute {r.compute_s * 1e3:.2f} "
+        f"ms, memory {r.memory_s * 1e3:.2f} ms, collectives {r.comm_s * 1e3:.2f} ms)")
+  assert 1 / r.bound_s > calibration.MEASURED_STEPS_PER_S  # a bound the real run never beat
+  assert abs(r.bound_s / calibration.BOUND_STEP_S - 1) < 0.10, r.bound_s
