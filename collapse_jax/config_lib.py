@@ -77,6 +77,9 @@ def base_config() -> ml_collections.ConfigDict:
       # "a:b" writes a jax.profiler trace of steps a+1..b to <workdir>/profile (TensorBoard's
       # profile plugin or Perfetto); "" for none.
       profile_steps="",
+      # Train steps per jitted call (lax.scan; the host dispatches one call per K steps):
+      # 0 = the platform's default (1 on CPU, diffusion/fit.py:AUTO_STEPS_PER_CALL else).
+      steps_per_call=0,
   )
   c.sample = dict(
       method="ddpm",  # "ddpm" (ancestral, all T steps) or "ddim"

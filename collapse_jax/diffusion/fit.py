@@ -19,6 +19,7 @@ from collapse_jax.diffusion.schedule import linear_schedule
 from collapse_jax.diffusion.state import TrainState, lr_schedule, make_optimizer
 from collapse_jax.diffusion.step import (
   compiled_train_step,
+  compiled_train_steps,
   create_state,
   init_state,
   state_shardings,
@@ -29,6 +30,9 @@ from collapse_jax.metrics.progress import Progress
 from collapse_jax.metrics.writer import MetricWriter
 
 log = logging.getLogger(__name__)
+# Steps per call on GPU/TPU with config.train.steps_per_call=0: not measured on a chip yet
+# (no accelerator has run this code); large enough that a call outlasts its dispatch.
+AUTO_STEPS_PER_CALL = 10
 
 
 @flax.struct.dataclass
@@ -81,6 +85,41 @@ def throughput_model(step_fn, mesh: Mesh, *args) -> tuple[float, int, float]:
   local = sum(x.process_index == jax.process_index() for x in mesh.devices.flat)
   peak, _ = chips.device_peak(d.device_kind, d.platform, local)
   return flops, mesh.size, peak
+
+
+def steps_per_call(tc, mesh: Mesh, arrays: dict) -> int:
+  """Train steps per jitted call: config.train.steps_per_call, or with 0 one on XLA:CPU
+  (a scan over the step measured slower there) and AUTO_STEPS_PER_CALL on accelerators.
+  Host arrays (scripts/train.py's data) take one step per call."""
+  k = int(tc.get("steps_per_call", 0))
+  if k < 0:
+    raise ConfigError(f"config.train.steps_per_call={k}: give a positive count of steps per "
+                      "jitted call, or 0 for the platform's default.")
+  if not all(isinstance(v, jax.Array) for v in arrays.values()):
+    return 1
+  if k == 0:
+    k = 1 if mesh.devices.flat[0].platform == "cpu" else AUTO_STEPS_PER_CALL
+  return k
+
+
+def _next_boundary(step: int, tc, total: int, profile) -> int:
+  """The next step after `step` where a call must end: a log line, a checkpoint, the end,
+  or the edge of the profiled steps."""
+  edges = [total, (step // tc.log_every + 1) * tc.log_every,
+           (step // tc.checkpoint_every + 1) * tc.checkpoint_every]
+  edges += [e for e in (profile or ()) if e > step]
+  return min(edges)
+
+
+def _per_step(history: list[dict]) -> list[dict]:
+  """Host metrics of single steps and of K-step calls (leading axis K) as one dict per step."""
+  out = []
+  for m in history:
+    if np.ndim(next(iter(m.values()))) == 0:
+      out.append(m)
+    else:
+      out += [{k: v[i] for k, v in m.items()} for i in range(len(next(iter(m.values()))))]
+  return out
 
 
 def _profile_steps(spec: str) -> tuple[int, int] | None:
@@ -170,25 +209,36 @@ def fit(
   lr = lr_schedule(config.optim.lr, config.optim.warmup_steps, total)
   history = [{k: np.float32(v) for k, v in m.items()} for m in pending]
   first = start - len(history)
-  for step in range(start, total):
-    batch = batch_for_step(dataset, arrays, step, mesh)
+  k = steps_per_call(tc, mesh, arrays)
+  steps_fn = compiled_train_steps(mesh, model, tx, image_shape, float(tc.ema_decay),
+                                  float(tc.label_dropout)) if k > 1 else None
+  step = start
+  while step < total:
+    n = min(k, _next_boundary(step, tc, total, profile) - step)
     if profile and step == profile[0]:
       jax.profiler.start_trace(os.path.join(workdir, "profile"))
       tracing = True
     if step == start:
+      batch = batch_for_step(dataset, arrays, step, mesh)
       progress = Progress(total, start, tc.batch_size, log_prefix, *throughput_model(
           step_fn, mesh, state, batch, step_rng, schedule))
       log.info("%scompiling the train step (or reusing an earlier generation's)", log_prefix)
       t0 = time.perf_counter()
+    if n == 1:
+      batch = batch_for_step(dataset, arrays, step, mesh)
       state, step_metrics = step_fn(state, batch, step_rng, schedule)
+    else:  # n steps in one call: one upload of their indices, one dispatch
+      idx = sharding.put_replicated(np.stack([dataset[s] for s in range(step, step + n)]),
+                                    mesh)
+      state, step_metrics = steps_fn(state, arrays, idx, step_rng, schedule)
+    if step == start:
       jax.block_until_ready(step_metrics)
-      log.info("%sfirst train step in %.1fs (compiling it included, unless an earlier "
-               "generation compiled the same shapes)", log_prefix, time.perf_counter() - t0)
-      progress.report(start + 1)  # the images/s of the first report leave compilation out
-    else:
-      state, step_metrics = step_fn(state, batch, step_rng, schedule)
+      log.info("%sfirst train call (%d step%s) in %.1fs (compiling it included, unless an "
+               "earlier generation compiled the same shapes)", log_prefix, n, "s" * (n > 1),
+               time.perf_counter() - t0)
+      progress.report(start + n)  # the images/s of the first report leave compilation out
     history.append(step_metrics)
-    done = step + 1
+    done = step = step + n
     if tracing and (done == profile[1] or done == total):
       jax.block_until_ready(step_metrics)
       jax.profiler.stop_trace()
@@ -196,7 +246,7 @@ def fit(
       log.info("%sprofile of steps %d-%d in %s (TensorBoard's profile plugin, or Perfetto)",
                log_prefix, profile[0] + 1, done, os.path.join(workdir, "profile"))
     if done % tc.log_every == 0 or done == total:
-      history = jax.device_get(history)
+      history = _per_step(jax.device_get(history))
       _check_finite(history, first)
       stacked = {k: np.stack([m[k] for m in history]) for k in history[0]}
       scalars = TrainMetrics.single_from_model_output(**stacked).compute()
@@ -206,9 +256,9 @@ def fit(
       writer.write_scalars(done, scalars)
       log.info(progress.line(done, stats, loss=scalars["loss"]))
       history, first = [], done
-    stop = preemption.reached()  # on every process, after every step
+    stop = preemption.reached()  # on every process, after every call
     if stop or done % tc.checkpoint_every == 0 or done == total:
-      history = jax.device_get(history)
+      history = _per_step(jax.device_get(history))
       pending = [{k: float(v) for k, v in m.items()} for m in history]
       checkpoint.save(manager, done, state, {"step": done, "pending": pending})
     if stop and done < total:

@@ -12,6 +12,7 @@ from collapse_jax import sharding, xla_flags
 from collapse_jax.diffusion.loss import eps_loss
 from collapse_jax.diffusion.schedule import Schedule
 from collapse_jax.diffusion.state import TrainState
+from collapse_jax.images import from_uint8
 
 
 def init_state(
@@ -115,3 +116,35 @@ def compiled_train_step(
       out_shardings=(shardings, rep),
       donate_argnums=0,
   )
+
+
+@functools.cache
+def compiled_train_steps(
+    mesh: Mesh, model: nn.Module, tx, image_shape: tuple, ema_decay: float,
+    label_dropout: float,
+):
+  """K train steps in one call (K = the leading size of `idx`, one compilation per K):
+  `lax.scan` over K global batches of row indices into the device-resident training set,
+  each gathered (uint8 mapped to [-1, 1]) and split over the devices like
+  `compiled_train_step`'s batch. The host dispatches one call per K steps; the steps, their
+  random numbers and their order are those of K calls of the single step.
+
+  f(state, arrays, idx (K, B) int32, rng, schedule) -> (state, metrics stacked over K)."""
+  shardings = state_shardings(mesh, model, tx, tuple(image_shape), ema_decay > 0)
+  rep = sharding.replicated(mesh)
+  batch_sh = sharding.batch_sharding(mesh)
+  step = functools.partial(
+      train_step, model=model, tx=tx, ema_decay=ema_decay, label_dropout=label_dropout
+  )
+
+  def steps(state, arrays, idx, rng, schedule):
+    def body(state, rows):
+      batch = {k: jnp.take(v, rows, axis=0) for k, v in arrays.items()}
+      batch = {k: from_uint8(v) if v.dtype == jnp.uint8 else v for k, v in batch.items()}
+      batch = jax.lax.with_sharding_constraint(batch, batch_sh)
+      return step(state, batch, rng, schedule)
+
+    return jax.lax.scan(body, state, idx)
+
+  return jax.jit(sharding.under_mesh(steps, mesh), out_shardings=(shardings, rep),
+                 donate_argnums=0)

@@ -22,7 +22,12 @@ from collapse_jax import sharding
 from collapse_jax.diffusion import generate
 from collapse_jax.diffusion.fit import schedule_from_config
 from collapse_jax.diffusion.state import make_optimizer
-from collapse_jax.diffusion.step import compiled_train_step, init_state, state_shardings
+from collapse_jax.diffusion.step import (
+    compiled_train_step,
+    compiled_train_steps,
+    init_state,
+    state_shardings,
+)
 from collapse_jax.encoders import dinov2, extract, inception
 from collapse_jax.errors import ConfigError
 from collapse_jax.kernels import entropy, knn, selection
@@ -137,6 +142,33 @@ def diffusion_programs(config, mesh: Mesh, cpu_kernels: bool = True,
                     (params, _key(mesh), labels, schedule), calls=math.ceil(pool / chunk),
                     unit=step_prog, trips=trips, note=f"chunks of {chunk} images")
   return [train, sampler]
+
+
+def train_loop_program(config, mesh: Mesh, k: int, cpu_kernels: bool = False) -> Program:
+  """`k` train steps per call (diffusion/step.py:compiled_train_steps) on the loop's
+  device-resident uint8 training set of N rows: what fit runs with train.steps_per_call=k."""
+  shape, classes = data_shape(config)
+  model = unet_from_config(config.model, shape, classes)
+  if not cpu_kernels:
+    model = model.clone(cpu_kernels=False)
+  tc = config.train
+  tx = make_optimizer(config.optim, int(tc.num_steps))
+  ema = float(tc.ema_decay) > 0
+  init = functools.partial(init_state, model=model, tx=tx, image_shape=shape, ema=ema)
+  state = _abstract(jax.eval_shape(init, jax.random.key(0)),
+                    state_shardings(mesh, model, tx, shape, ema))
+  n, b = sizes(config)["n"], int(tc.batch_size)
+  rows = sharding.rows_sharding(mesh, n)
+  arrays = {"image": jax.ShapeDtypeStruct((n, *shape), jnp.uint8, sharding=rows)}
+  if model.num_classes:
+    arrays["label"] = jax.ShapeDtypeStruct((n,), jnp.int32, sharding=rows)
+  idx = _like(jax.ShapeDtypeStruct((k, b), jnp.int32), mesh)
+  schedule = jax.tree.map(lambda x: _like(x, mesh),
+                          jax.eval_shape(lambda: schedule_from_config(config)))
+  fn = compiled_train_steps(mesh, model, tx, shape, float(tc.ema_decay),
+                            float(tc.label_dropout))
+  return Program(f"train steps ({k} per call)", fn, (state, arrays, idx, _key(mesh), schedule),
+                 calls=int(tc.num_steps) / k)
 
 
 def _encoder(kind: str, dtype, cpu_kernels: bool) -> extract.Encoder:

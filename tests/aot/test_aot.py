@@ -270,3 +270,19 @@ def test_ddpm_cifar10_on_a_v3_8_against_its_published_speed():
         f"ms, memory {r.memory_s * 1e3:.2f} ms, collectives {r.comm_s * 1e3:.2f} ms)")
   assert 1 / r.bound_s > calibration.MEASURED_STEPS_PER_S  # a bound the real run never beat
   assert abs(r.bound_s / calibration.BOUND_STEP_S - 1) < 0.10, r.bound_s
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target_name", [TPU, GPU])
+def test_the_k_step_train_program_compiles_for_tpu_and_gpu(target_name):
+  """train.steps_per_call=10 on accelerators: one call runs 10 steps over the device-resident
+  uint8 training set; compiled for a v5e slice and an H100 node (no chip)."""
+  config = small_config()
+  target = targets.parse(target_name)
+  mesh = sharding.make_mesh({"data": -1, "fsdp": 1}, targets.devices(target))
+  prog = programs.train_loop_program(config, mesh, 10)
+  _, compiled, seconds = analyze.compile_one(prog)
+  m = analyze.memory(compiled)
+  text = compiled.as_text()
+  print(f"{target_name}: compiled in {seconds:.1f} s, {m['total'] / 2**20:.1f} MiB per device")
+  assert m["total"] > 0 and "while" in text  # the scan stays a loop on the device
