@@ -89,3 +89,37 @@ def test_cpu_plan_puts_the_measured_times_beside_the_bound(tmp_path, devices):
   text = open(md).read()
   assert "## Measured on this host" in text and "bound / measured = " in text
   assert "greedy selection |" in text and "(not used by this config)" in text
+
+
+KERNEL_HLO = """
+%fused_add (p0: f32[256], p1: f32[256]) -> f32[256] {
+  %p0 = f32[256]{0} parameter(0)
+  %p1 = f32[256]{0} parameter(1)
+  ROOT %add = f32[256]{0} add(%p0, %p1)
+}
+
+%body (t: (s32[], f32[64])) -> (s32[], f32[64]) {
+  %t = (s32[], f32[64]{0}) parameter(0)
+  %i = s32[] get-tuple-element(%t), index=0
+  %v = f32[64]{0} get-tuple-element(%t), index=1
+  %neg = f32[64]{0} negate(%v)
+  ROOT %out = (s32[], f32[64]{0}) tuple(%i, %neg)
+}
+
+ENTRY %main (a: f32[256], b: f32[16,16]) -> f32[256] {
+  %a = f32[256]{0} parameter(0)
+  %b = f32[16,16]{1,0} parameter(1)
+  %gemm = (f32[16,16]{1,0}, s8[4096]{0}) custom-call(%b, %b), custom_call_target="__cublas$gemm"
+  %w = (s32[], f32[64]{0}) while(%t0), condition=%cond, body=%body
+  %sum = f32[256]{0} all-reduce(%a), replica_groups={}, to_apply=%fused_add
+  ROOT %f = f32[256]{0} fusion(%a, %sum), kind=kLoop, calls=%fused_add
+}
+"""
+
+
+def test_kernel_bytes_of_an_optimized_module():
+  """Each kernel's operands and results, by hand: the fusion reads two f32[256] and writes
+  one (3 KiB); the cuBLAS call reads two f32[16,16] and writes one, its s8 workspace not
+  counted (3 KiB); the while body's negate reads and writes f32[64] (512 B); the
+  all-reduce goes over the links, and the fused computation is inside its kernel."""
+  assert hlo.kernel_bytes(KERNEL_HLO) == 3 * 1024 + 3 * 1024 + 512

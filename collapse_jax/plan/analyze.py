@@ -3,8 +3,10 @@
 Per program and per call, on one device: memory (arguments, outputs, temporaries, aliased)
 from `memory_analysis()`; FLOPs from XLA's CPU cost analysis of the same function on the
 same global shapes (the TPU's counts agree, the GPU's count cuDNN/cuBLAS calls as -1);
-bytes from the target compiler's cost analysis where it has one (TPU, CPU), else the
-arguments and outputs, a floor; collectives from the optimized HLO. The roofline bound is
+bytes from the target compiler's cost analysis where it has one (TPU, CPU), on GPU the
+operands and results of every kernel of the optimized HLO (hlo.kernel_bytes: fusions and
+cuBLAS/cuDNN calls, whose bytes XLA's GPU cost model does not report), else the arguments
+and outputs, a floor; collectives from the optimized HLO. The roofline bound is
 max(FLOPs / peak, bytes / HBM bandwidth) plus each collective's bytes over the link
 bandwidth: a lower bound from published peaks, never a measurement. Each program also
 counts its float32 products left at the target's reduced default precision.
@@ -172,6 +174,9 @@ def analyze(prog: Program, cpu_prog: Program, target: Target, devices: int,
     tc = cost(body_compiled)
     if tc.get("bytes accessed", -1) > 0:
       r.bytes, r.bytes_source = tc["bytes accessed"] * trips, f"{target.kind} cost analysis"
+    elif target.kind == "gpu":  # cuBLAS/cuDNN calls report no bytes: read the kernels
+      r.bytes = hlo.kernel_bytes(body_compiled.as_text()) * trips
+      r.bytes_source = "gpu kernels' operands and results"
     else:
       m = memory(body_compiled)
       r.bytes = (m["argument"] + m["output"]) * trips

@@ -125,3 +125,67 @@ def reduced_products(text: str) -> list[str]:
     if wide and "operand_precision={highest,highest}" not in line and "algorithm=" not in line:
       found.append(line.strip())
   return found
+
+
+# Instructions that launch no kernel of their own (or whose traffic is counted elsewhere:
+# collectives go over the links, see `collectives`).
+_NO_KERNEL = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast", "while",
+              "conditional", "call", "after-all", "opt-barrier", "partition-id",
+              "replica-id", "add-dependency", "send", "send-done", "recv", "recv-done",
+              "all-reduce-done", "all-gather-done", "collective-permute-done",
+              "async-done", "async-update", "copy-done"}
+_INSTR = re.compile(r"^\s*(?:ROOT\s+)?%([\w.\-]+)\s*=\s*(\(.*?\)|\S+)\s+([\w\-]+)\((.*)$")
+_COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%([\w.\-]+)\s*\(.*\{\s*$")
+
+
+def _call_operands(rest: str) -> list[str]:
+  """Operand names of an instruction, from the text after its opening parenthesis."""
+  depth, end = 1, len(rest)
+  for i, ch in enumerate(rest):
+    depth += (ch == "(") - (ch == ")")
+    if depth == 0:
+      end = i
+      break
+  return re.findall(r"%([\w.\-]+)", rest[:end])
+
+
+def _result_bytes(shape: str, op: str) -> int:
+  """Bytes of an instruction's result; a custom call's scratch (u8/s8 tuple elements:
+  cuBLAS/cuDNN workspaces) is not traffic."""
+  if op == "custom-call" and shape.startswith("("):
+    return sum(_array_bytes(f"{d}[{dims}]")[0] for d, dims in _ARRAY.findall(shape)
+               if d not in ("s8", "u8"))
+  return sum(_array_bytes(shape))
+
+
+def kernel_bytes(hlo_text: str) -> int:
+  """The HBM traffic no kernel of an optimized (GPU) HLO module can avoid: for every
+  kernel (a fusion, a cuBLAS/cuDNN custom call, an unfused op) in the computations that run
+  as kernels (ENTRY, while bodies: each counted once), its operands' and results' bytes.
+  What the cost model gives TPU programs; on GPU XLA reports none for library calls."""
+  computations, current, fused = {}, None, set()
+  for line in hlo_text.splitlines():
+    m = _COMPUTATION.match(line)
+    if m:
+      current = computations.setdefault(m.group(1), [])
+      continue
+    if line.startswith("}"):
+      current = None
+    elif current is not None:
+      current.append(line)
+    fused.update(re.findall(r"(?:calls|to_apply)=%([\w.\-]+)", line))
+  total = 0
+  for name, lines in computations.items():
+    if name in fused:
+      continue
+    shapes, parsed = {}, []
+    for line in lines:
+      m = _INSTR.match(line)
+      if m:
+        shapes[m.group(1)] = sum(_array_bytes(m.group(2)))
+        parsed.append(m.groups())
+    for _, shape, op, rest in parsed:
+      if op in _NO_KERNEL or op.startswith(KINDS):
+        continue
+      total += _result_bytes(shape, op) + sum(shapes.get(o, 0) for o in _call_operands(rest))
+  return total

@@ -286,3 +286,24 @@ def test_the_k_step_train_program_compiles_for_tpu_and_gpu(target_name):
   text = compiled.as_text()
   print(f"{target_name}: compiled in {seconds:.1f} s, {m['total'] / 2**20:.1f} MiB per device")
   assert m["total"] > 0 and "while" in text  # the scan stays a loop on the device
+
+
+@pytest.mark.slow
+def test_gpu_bytes_come_from_the_kernels_xla_emits():
+  """On GPU the bytes are each kernel's operands and results in the optimized HLO: a
+  matmul fused with its epilogue reads two 4 MiB matrices and writes one. The train step's
+  GPU row then stands beside its TPU row (printed), no longer on the arguments-plus-outputs
+  floor."""
+  target = targets.parse(GPU)
+  mesh = sharding.make_mesh({"data": 1, "fsdp": 1}, targets.devices(target)[:1])
+  x = jax.ShapeDtypeStruct((1024, 1024), jnp.float32, sharding=sharding.replicated(mesh))
+  compiled = jax.jit(lambda a, b: jnp.tanh(a @ b) + 1.0).lower(x, x).compile()
+  assert hlo.kernel_bytes(compiled.as_text()) == 3 * 4 * 2**20
+  rows = {}
+  for name in (TPU, GPU):
+    r = planned(name)["programs"][0]
+    rows[name] = r
+    print(f"{name}: train step {r['flops'] / 1e9:.3g} GFLOP, {r['bytes'] / 1e9:.3g} GB "
+          f"({r['bytes_source']}), bound {r['bound_s'] * 1e3:.3g} ms per device")
+  assert rows[GPU]["bytes_source"] == "gpu kernels' operands and results"
+  assert rows[GPU]["bytes"] > 0
