@@ -289,6 +289,7 @@ def test_the_k_step_train_program_compiles_for_tpu_and_gpu(target_name):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(f"plan {GPU}")  # shares the cached GPU plan
 def test_gpu_bytes_come_from_the_kernels_xla_emits():
   """On GPU the bytes are each kernel's operands and results in the optimized HLO: a
   matmul fused with its epilogue reads two 4 MiB matrices and writes one. The train step's
