@@ -123,3 +123,25 @@ def test_kernel_bytes_of_an_optimized_module():
   counted (3 KiB); the while body's negate reads and writes f32[64] (512 B); the
   all-reduce goes over the links, and the fused computation is inside its kernel."""
   assert hlo.kernel_bytes(KERNEL_HLO) == 3 * 1024 + 3 * 1024 + 512
+
+
+def test_scaling_table_rows_print_expected_hours_and_no_hours_on_a_floor():
+  from collapse_jax.plan import calibration, table
+
+  def row(source):
+    train = {"memory": {"total": 2**30}, "collectives": {}, "bytes_source": source}
+    return {"setting": "s", "target": "gpu:h100:1x8", "fits": True, "fit_line": "",
+            "mesh": {"data": -1, "fsdp": 1}, "devices": 8, "programs": [train],
+            "bound": {"generation_s": 3600.0, "train_images_per_s": 1e5,
+                      "sample_images_per_s": 1e4}, "plan_s": 10.0}
+
+  text = table.markdown([row("gpu kernels' operands and results"),
+                         row("arguments + outputs (a floor)"),
+                         {"setting": "s", "target": "tpu:v5e:2x2", "refused": "HBM"}])
+  header, _, kernels, floor, refused = text.strip().splitlines()
+  cells = lambda line: [c.strip() for c in line.strip("|").split("|")]
+  assert len(cells(header)) == len(cells(kernels)) == len(cells(floor)) == len(cells(refused))
+  expected = calibration.expected_s(3600.0) / 3600 * 8 * table.ARMS
+  assert cells(kernels)[8:12] == ["1.00", f"{8 * table.ARMS:.1f}", f"{expected:.1f}",
+                                  "GPU kernels"]
+  assert cells(floor)[8:12] == ["- (floor)", "-", "-", "floor"]

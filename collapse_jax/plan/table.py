@@ -7,7 +7,7 @@ import logging
 import os
 
 from collapse_jax.errors import ConfigError
-from collapse_jax.plan import report
+from collapse_jax.plan import calibration, report
 from collapse_jax.study import sweep
 
 log = logging.getLogger(__name__)
@@ -86,17 +86,20 @@ def markdown(rows: list[dict]) -> str:
   """One row per (setting, target): fits, mesh, train-step memory and collectives, the
   bounds on images/s, hours per generation and for the paper's 8 generations x 3 arms
   (each arm costed as the greedy one, whose pool is 2N: an overestimate for vanilla), and
-  where the train step's bytes come from: the target compiler's cost analysis, or the
-  arguments and outputs (a floor: the GPU compiler reports no bytes for cuDNN calls)."""
+  the expected hours (the bounds over the share of its bound Ho et al.'s DDPM reached,
+  plan/calibration.py: an estimate, labelled so), and where the train step's bytes come
+  from: the TPU/CPU compiler's cost analysis, the GPU kernels of the optimized HLO, or the
+  arguments and outputs (a floor: such a row prints no hours)."""
   lines = [
       "| setting | target | fits | mesh | train step GiB / device | train step collectives "
       "| train images/s (bound) | sample images/s (bound) | h / generation (bound) "
-      f"| h, 8 gens x {ARMS} arms (bound) | bytes from | planned in |",
-      "|---|---|---|---|---|---|---|---|---|---|---|---|",
+      f"| h, 8 gens x {ARMS} arms (bound) | h, 8 gens x {ARMS} arms (expected) | bytes from "
+      "| planned in |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for r in rows:
     if "refused" in r:
-      lines.append(f"| {r['setting']} | {r['target']} | no: {r['refused']} |" + " |" * 9)
+      lines.append(f"| {r['setting']} | {r['target']} | no: {r['refused']} |" + " |" * 10)
       continue
     train = r["programs"][0]
     coll = ", ".join(f"{k} {v['bytes'] / 2**20:.0f} MiB" for k, v in
@@ -108,12 +111,17 @@ def markdown(rows: list[dict]) -> str:
     gen_h = b["generation_s"] / 3600
     fsdp = r["mesh"].get("fsdp", 1)
     data = r["mesh"]["data"] if r["mesh"]["data"] != -1 else r["devices"] // fsdp
+    source = train["bytes_source"]
+    floor = "floor" in source
+    source = "floor" if floor else "GPU kernels" if "kernels" in source else "compiler"
+    hours = ("- (floor)", "-") if floor else (
+        f"{gen_h:.2f}", f"{gen_h * 8 * ARMS:.1f}")
+    expected = "-" if floor else f"{calibration.expected_s(gen_h) * 8 * ARMS:.1f}"
     lines.append(
         f"| {r['setting']} | {r['target']} | {fits} | {data}x{fsdp} "
         f"| {train['memory'].get('total', 0) / 2**30:.2f} | {coll} "
         f"| {_rate(b['train_images_per_s'])} | {_rate(b['sample_images_per_s'])} "
-        f"| {gen_h:.2f} | {gen_h * 8 * ARMS:.1f} "
-        f"| {'floor' if 'floor' in train['bytes_source'] else 'compiler'} | {r['plan_s']:.0f} s |")
+        f"| {hours[0]} | {hours[1]} | {expected} | {source} | {r['plan_s']:.0f} s |")
   return "\n".join(lines) + "\n"
 
 
