@@ -87,8 +87,6 @@ def chip_of(device_kind: str) -> Chip | None:
   return None
 
 
-
-
 def rate(f, x, work: float, seconds: float) -> float:
   """`work` per second of f(x), timed for about `seconds` after one warm-up call."""
   f(x).block_until_ready()

@@ -7,7 +7,6 @@ import time
 
 import flax.struct
 import jax
-import jax.numpy as jnp
 import numpy as np
 from clu import metrics as clu_metrics
 from flax import linen as nn
@@ -21,11 +20,11 @@ from collapse_jax.diffusion.step import (
   compiled_train_step,
   compiled_train_steps,
   create_state,
+  gather_batch,
   init_state,
   state_shardings,
 )
 from collapse_jax.errors import ConfigError
-from collapse_jax.images import from_uint8
 from collapse_jax.metrics.progress import Progress
 from collapse_jax.metrics.writer import MetricWriter
 
@@ -51,11 +50,7 @@ def schedule_from_config(config):
 def _gather(mesh: Mesh):
   """Global batch rows of device-resident arrays, uint8 images mapped to [-1, 1]."""
 
-  def gather(arrays, idx):
-    out = {k: jnp.take(v, idx, axis=0) for k, v in arrays.items()}
-    return {k: from_uint8(v) if v.dtype == jnp.uint8 else v for k, v in out.items()}
-
-  return jax.jit(gather, out_shardings=sharding.batch_sharding(mesh))
+  return jax.jit(gather_batch, out_shardings=sharding.batch_sharding(mesh))
 
 
 def batch_for_step(dataset, arrays: dict, step: int, mesh: Mesh) -> dict[str, jax.Array]:
@@ -218,14 +213,14 @@ def fit(
     if profile and step == profile[0]:
       jax.profiler.start_trace(os.path.join(workdir, "profile"))
       tracing = True
-    if step == start:
+    if n == 1 or step == start:  # the first step's batch also gives the step's FLOPs
       batch = batch_for_step(dataset, arrays, step, mesh)
+    if step == start:
       progress = Progress(total, start, tc.batch_size, log_prefix, *throughput_model(
           step_fn, mesh, state, batch, step_rng, schedule))
       log.info("%scompiling the train step (or reusing an earlier generation's)", log_prefix)
       t0 = time.perf_counter()
     if n == 1:
-      batch = batch_for_step(dataset, arrays, step, mesh)
       state, step_metrics = step_fn(state, batch, step_rng, schedule)
     else:  # n steps in one call: one upload of their indices, one dispatch
       idx = sharding.put_replicated(np.stack([dataset[s] for s in range(step, step + n)]),

@@ -118,6 +118,12 @@ def compiled_train_step(
   )
 
 
+def gather_batch(arrays: dict[str, jax.Array], rows: jax.Array) -> dict[str, jax.Array]:
+  """Rows `rows` of device-resident arrays as a batch, uint8 images mapped to [-1, 1]."""
+  out = {k: jnp.take(v, rows, axis=0) for k, v in arrays.items()}
+  return {k: from_uint8(v) if v.dtype == jnp.uint8 else v for k, v in out.items()}
+
+
 @functools.cache
 def compiled_train_steps(
     mesh: Mesh, model: nn.Module, tx, image_shape: tuple, ema_decay: float,
@@ -139,9 +145,7 @@ def compiled_train_steps(
 
   def steps(state, arrays, idx, rng, schedule):
     def body(state, rows):
-      batch = {k: jnp.take(v, rows, axis=0) for k, v in arrays.items()}
-      batch = {k: from_uint8(v) if v.dtype == jnp.uint8 else v for k, v in batch.items()}
-      batch = jax.lax.with_sharding_constraint(batch, batch_sh)
+      batch = jax.lax.with_sharding_constraint(gather_batch(arrays, rows), batch_sh)
       return step(state, batch, rng, schedule)
 
     return jax.lax.scan(body, state, idx)

@@ -96,21 +96,29 @@ def chunk_size(config, devices: int, num_images: int) -> int:
   return generate.chunk_size(int(config.sample.batch_size), devices, num_images)
 
 
-def diffusion_programs(config, mesh: Mesh, cpu_kernels: bool = True,
-                       round_to: int = 0) -> list[Program]:
-  """The train step and the sampler (its whole loop, and one denoising step)."""
+def _training(config, mesh: Mesh, cpu_kernels: bool):
+  """(model, optimizer, image shape, abstract train state, abstract schedule) of config's
+  UNet, with the shardings the loop gives them on `mesh`."""
   shape, classes = data_shape(config)
   model = unet_from_config(config.model, shape, classes)
   if not cpu_kernels:
     model = model.clone(cpu_kernels=False)
-  tc, sc = config.train, config.sample
-  tx = make_optimizer(config.optim, int(tc.num_steps))
-  ema = float(tc.ema_decay) > 0
+  tx = make_optimizer(config.optim, int(config.train.num_steps))
+  ema = float(config.train.ema_decay) > 0
   init = functools.partial(init_state, model=model, tx=tx, image_shape=shape, ema=ema)
-  state_sh = state_shardings(mesh, model, tx, shape, ema)
-  state = _abstract(jax.eval_shape(init, jax.random.key(0)), state_sh)
-  schedule = jax.eval_shape(lambda: schedule_from_config(config))
-  schedule = jax.tree.map(lambda x: _like(x, mesh), schedule)
+  state = _abstract(jax.eval_shape(init, jax.random.key(0)),
+                    state_shardings(mesh, model, tx, shape, ema))
+  schedule = jax.tree.map(lambda x: _like(x, mesh),
+                          jax.eval_shape(lambda: schedule_from_config(config)))
+  return model, tx, shape, state, schedule
+
+
+def diffusion_programs(config, mesh: Mesh, cpu_kernels: bool = True,
+                       round_to: int = 0) -> list[Program]:
+  """The train step and the sampler (its whole loop, and one denoising step)."""
+  model, tx, shape, state, schedule = _training(config, mesh, cpu_kernels)
+  tc, sc = config.train, config.sample
+  ema = float(tc.ema_decay) > 0
   batch_sh = sharding.batch_sharding(mesh)
   b = int(tc.batch_size)
   if b % mesh.size:
@@ -147,24 +155,14 @@ def diffusion_programs(config, mesh: Mesh, cpu_kernels: bool = True,
 def train_loop_program(config, mesh: Mesh, k: int, cpu_kernels: bool = False) -> Program:
   """`k` train steps per call (diffusion/step.py:compiled_train_steps) on the loop's
   device-resident uint8 training set of N rows: what fit runs with train.steps_per_call=k."""
-  shape, classes = data_shape(config)
-  model = unet_from_config(config.model, shape, classes)
-  if not cpu_kernels:
-    model = model.clone(cpu_kernels=False)
+  model, tx, shape, state, schedule = _training(config, mesh, cpu_kernels)
   tc = config.train
-  tx = make_optimizer(config.optim, int(tc.num_steps))
-  ema = float(tc.ema_decay) > 0
-  init = functools.partial(init_state, model=model, tx=tx, image_shape=shape, ema=ema)
-  state = _abstract(jax.eval_shape(init, jax.random.key(0)),
-                    state_shardings(mesh, model, tx, shape, ema))
   n, b = sizes(config)["n"], int(tc.batch_size)
   rows = sharding.rows_sharding(mesh, n)
   arrays = {"image": jax.ShapeDtypeStruct((n, *shape), jnp.uint8, sharding=rows)}
   if model.num_classes:
     arrays["label"] = jax.ShapeDtypeStruct((n,), jnp.int32, sharding=rows)
   idx = _like(jax.ShapeDtypeStruct((k, b), jnp.int32), mesh)
-  schedule = jax.tree.map(lambda x: _like(x, mesh),
-                          jax.eval_shape(lambda: schedule_from_config(config)))
   fn = compiled_train_steps(mesh, model, tx, shape, float(tc.ema_decay),
                             float(tc.label_dropout))
   return Program(f"train steps ({k} per call)", fn, (state, arrays, idx, _key(mesh), schedule),

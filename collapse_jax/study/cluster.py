@@ -12,7 +12,6 @@ reaches the run directly ends it the same way, and the job requeues itself.
 """
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -20,8 +19,6 @@ import sys
 import time
 
 from collapse_jax import preemption
-
-log = logging.getLogger(__name__)
 
 STOP_WAIT_S = 80  # a run's stop on SIGTERM is one step and a checkpoint; SLURM gives 90 s
 LAUNCHERS = ("slurm", "local")
