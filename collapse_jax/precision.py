@@ -32,7 +32,10 @@ def for_dtype(dtype) -> lax.Precision | None:
 
 def dot_f32(a, b, contracting: tuple[tuple[int, ...], tuple[int, ...]]):
   """`lax.dot_general` of a and b over `contracting` dims (no batch dims), float32
-  accumulation, at the precision their dtypes need (`for_dtype` of the wider one)."""
+  accumulation, at the precision their dtypes need (`for_dtype` of the wider one). 8-bit
+  integers (uint8 pixels) enter as bfloat16, which holds every one exactly."""
+  a, b = (v.astype(jnp.bfloat16) if jnp.issubdtype(v.dtype, jnp.integer)
+          and v.dtype.itemsize == 1 else v for v in (a, b))
   wide = jnp.promote_types(a.dtype, b.dtype)
   return lax.dot_general(a, b, (contracting, ((), ())), precision=for_dtype(wide),
                          preferred_element_type=jnp.float32)

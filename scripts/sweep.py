@@ -14,7 +14,8 @@ verdict (collapse_jax/study/claims.py) to sweep.md.
 
 Re-running skips finished runs and resumes killed ones. On a CPU host `--jobs K` runs K
 at once, each pinned to its share of the cores; on a GPU node or TPU VM the runs at once
-follow from the devices and the config's mesh, each on its own (`--devices`).
+follow from the devices and the config's mesh, each on its own (`--devices`), and `--jobs K`
+caps them at K.
 """
 
 import argparse
@@ -39,8 +40,9 @@ def main():
   parser.add_argument("--grid", action="append", default=[], help="field=v1,v2,...")
   parser.add_argument("--seeds", type=int, default=None,
                       help="seeds 0..K-1 per grid cell (default 3, or the claim's)")
-  parser.add_argument("--jobs", type=int, default=1,
-                      help="runs at once on a CPU host (each on its share of the cores)")
+  parser.add_argument("--jobs", type=int, default=None,
+                      help="runs at most at once (default: 1 on a CPU host, each on its "
+                      "share of the cores; as many as the devices hold on a device host)")
   parser.add_argument("--devices", default="auto",
                       help="auto, cpu, or gpu:N / tpu:N / cpu:N: runs at once on their own "
                       "devices (collapse_jax/study/devices.py)")
@@ -92,10 +94,12 @@ def main():
             if not sweep.finished(os.path.join(args.workdir, n))}
     if args.launcher:
       return submit(args, todo, len(runs))
-    print(f"{len(runs) - len(todo)} of {len(runs)} runs finished; running {len(todo)}")
     try:
-      places = places_for(args.devices, args.config, extra, len(todo),
-                          core_shares(max(1, min(args.jobs, len(todo)))))
+      at_once = max(1, min(args.jobs or len(todo), len(todo)))
+      places = places_for(args.devices, args.config, extra, at_once,
+                          core_shares(min(args.jobs or 1, at_once)))
+      print(f"{len(runs) - len(todo)} of {len(runs)} runs finished; running {len(todo)}"
+            + (f", {min(len(places), len(todo))} at a time" if todo else ""), flush=True)
       run_jobs({n.replace(os.sep, "__"): c for n, c in todo.items()}, places,
                os.path.join(args.workdir, "logs"))
     except ValueError as e:

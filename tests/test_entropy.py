@@ -56,12 +56,18 @@ def test_converges_to_uniform_box_entropy():
   assert abs(kl_entropy(x) - np.log(sides).sum()) < 0.05
 
 
-def test_sharded_equals_single_device(devices, rng):
-  x = rng.normal(size=(800, 24)).astype(np.float32)
+@pytest.mark.parametrize("shape", [(8, 1), (4, 2), (2, 4)])
+def test_sharded_equals_single_device(devices, shape, rng):
+  """Rows split over all 8 devices (the ring): the single-device entropy, also for a set
+  that does not divide over them, and for uint8 pixels kept uint8."""
+  x = rng.normal(size=(803, 24)).astype(np.float32)
   one = kl_entropy(x, block_size=96)
-  mesh = make_mesh({"data": 8, "fsdp": 1}, devices)
+  mesh = make_mesh({"data": shape[0], "fsdp": shape[1]}, devices)
   assert kl_entropy(x, mesh=mesh, block_size=40) == pytest.approx(one, rel=1e-6)
   assert kl_entropy(x, k=2, mesh=mesh) == pytest.approx(kl_entropy(x, k=2), rel=1e-6)
+  pixels = rng.integers(0, 256, (400, 300)).astype(np.uint8)
+  assert kl_entropy(pixels, mesh=mesh, block_size=64) == pytest.approx(
+      kl_entropy(pixels.astype(np.float32)), rel=1e-6)
 
 
 def test_input_errors():

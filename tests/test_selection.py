@@ -135,15 +135,25 @@ def test_greedy_never_selects_an_index_twice(devices, sharded, rng):
   assert_farthest_point_order(x, sel, 700)
 
 
-def test_sharded_equals_single_device(devices, rng):
-  x = fresh(rng, 1003, 16)  # does not divide over 8 devices: the pool is padded
-  mesh = make_mesh({"data": 8, "fsdp": 1}, devices)
+@pytest.mark.parametrize("shape", [(8, 1), (4, 2), (2, 4)])
+def test_sharded_equals_single_device(devices, shape, rng):
+  """The pool split over all 8 devices (both mesh axes) picks what one device picks, also
+  for a pool that does not divide over them (padded) and for uint8 pixels kept uint8."""
+  x = fresh(rng, 1003, 16)
+  mesh = make_mesh({"data": shape[0], "fsdp": shape[1]}, devices)
   np.testing.assert_array_equal(greedy_select(x, 120, start=11, mesh=mesh),
                                 greedy_select(x, 120, start=11))
   key = jax.random.key(5)
   np.testing.assert_array_equal(
       threshold_decay_select(x, 150, 8.0, 0.95, key=key, mesh=mesh),
       threshold_decay_select(x, 150, 8.0, 0.95, key=key))
+  pixels = rng.integers(0, 256, (501, 48)).astype(np.uint8)
+  as_float = pixels.astype(np.float32)
+  np.testing.assert_array_equal(greedy_select(pixels, 60, start=7, mesh=mesh),
+                                greedy_select(as_float, 60, start=7))
+  np.testing.assert_array_equal(
+      threshold_decay_select(pixels, 70, 900.0, 0.9, key=key, mesh=mesh),
+      threshold_decay_select(as_float, 70, 900.0, 0.9, key=key))
 
 
 def test_errors(rng):

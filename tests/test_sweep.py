@@ -69,7 +69,7 @@ def test_sweep_killed_mid_run_resumes_and_listed_runs_in_any_order_agree(tmp_pat
   stamp = os.stat(a / names[0] / "metrics.jsonl").st_mtime_ns
   out = _sweep(a, "--jobs", "2")
   assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-  assert "1 of 2 runs finished; running 1, 2 at a time" in out.stdout
+  assert "1 of 2 runs finished; running 1, 1 at a time" in out.stdout
   assert "resuming at generation 2/2" in out.stdout
   assert (a / names[0] / "metrics.jsonl").read_bytes() == first  # not redone
   assert os.stat(a / names[0] / "metrics.jsonl").st_mtime_ns == stamp

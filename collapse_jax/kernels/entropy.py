@@ -4,17 +4,16 @@
   c_d = pi^(d/2) / Gamma(d/2 + 1)   (log c_d via log-gamma: stable for d in the thousands)
 """
 
-import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
-from jax.sharding import PartitionSpec as P
 from scipy import special
 
-from collapse_jax.kernels.knn import knn, knn_self
+from collapse_jax.kernels.knn import knn_self
+from collapse_jax.kernels.ring import ring_knn
 from collapse_jax.sharding import to_host
 
 
@@ -39,49 +38,32 @@ def check_features(x, name: str = "features") -> None:
     raise ValueError(f"{name} contain NaN or inf; clean or drop those points first.")
 
 
-@functools.partial(jax.jit, static_argnames=("k", "block_size", "mesh", "axis"))
-def _sharded_kth_distance(x, *, k, block_size, mesh, axis):
-  """r_k for every row, query rows split over `axis` of `mesh` (base set replicated)."""
-  n_local = x.shape[0] // mesh.shape[axis]
-
-  def local(xq, xall):
-    offset = jax.lax.axis_index(axis) * n_local
-    dist, _ = knn(xq, xall, k, block_size=block_size, exclude_self=True, query_offset=offset)
-    return dist[:, k - 1]
-
-  return jax.shard_map(
-      local, mesh=mesh, in_specs=(P(axis), P()), out_specs=P(axis), check_vma=False
-  )(x, x)
-
-
 def kth_neighbor_distance(
-    x, k: int = 1, *, block_size: int = 1024, mesh: Mesh | None = None, axis: str = "data"
+    x, k: int = 1, *, block_size: int = 1024, mesh: Mesh | None = None
 ) -> jax.Array:
-  """Distance from each point to its k-th nearest other point, shape (n,)."""
+  """Distance from each point to its k-th nearest other point, shape (n,). With a mesh of
+  more than one device the rows are split over all of them (`kernels.ring`)."""
   x = jnp.asarray(x)
   check_features(x)
   n = x.shape[0]
   if not 1 <= k < n:
     raise ValueError(f"k={k} must be in [1, n) for n={n} points.")
-  if mesh is None or mesh.shape[axis] == 1:
+  if mesh is None or mesh.size == 1:
     dist, _ = knn_self(x, k, block_size=block_size)
-    return dist[:, k - 1]
-  shards = mesh.shape[axis]
-  if n % shards:
-    raise ValueError(f"n={n} points must divide over the {shards} devices of mesh axis "
-                     f"{axis!r}; drop {n % shards} points or change the mesh.")
-  return _sharded_kth_distance(x, k=k, block_size=block_size, mesh=mesh, axis=axis)
+  else:
+    dist, _ = ring_knn(x, x, k, mesh=mesh, block_size=block_size, exclude_self=True)
+  return dist[:, k - 1]
 
 
 def kl_entropy(
-    x, k: int = 1, *, block_size: int = 1024, mesh: Mesh | None = None, axis: str = "data"
+    x, k: int = 1, *, block_size: int = 1024, mesh: Mesh | None = None
 ) -> float:
   """Kozachenko-Leonenko entropy (nats) of the rows of `x` (n, d), exactly as the paper.
 
-  Pixel-space callers pass raw 0-255 values, not rescaled. With `mesh`, query rows are
-  split over `axis` and each device searches the whole set.
+  Pixel-space callers pass raw 0-255 values (uint8 rows stay uint8), not rescaled. With
+  `mesh`, the rows are split over every device and no device holds the whole set.
   """
-  r = kth_neighbor_distance(x, k, block_size=block_size, mesh=mesh, axis=axis)
+  r = kth_neighbor_distance(x, k, block_size=block_size, mesh=mesh)
   sum_log = float(np.sum(np.log(to_host(r).astype(np.float64) + 1e-10)))
   n, d = np.shape(x)
   return kl_from_distances(sum_log, n, d, k)

@@ -92,6 +92,45 @@ def _finish(q, x, d2, idx, recompute: bool):
   return jnp.sqrt(d2), idx
 
 
+def search(q, x, k: int, *, block_size: int, q_ids=None, x_offset=0, n_valid=None,
+           approx: bool = False) -> tuple[jax.Array, jax.Array]:
+  """The blockwise search, traced inside a caller's jit: per row of `q`, the k smallest
+  squared distances to rows of `x` (ascending, from the matmul expansion: not recomputed)
+  and their ids `x_offset + row`. Rows whose id is `n_valid` or more are never chosen, nor
+  row `q_ids[i]` for query i (self-matches) when `q_ids` is given. Memory O(block^2 + m k)."""
+  m, n = q.shape[0], x.shape[0]
+  bq, bb = min(block_size, m), min(block_size, n)
+  qp, xp = _pad_rows(q, bq), _pad_rows(x, bb)
+  n_qb, n_bb = qp.shape[0] // bq, xp.shape[0] // bb
+  q_idp = None if q_ids is None else jnp.pad(q_ids, (0, qp.shape[0] - m), constant_values=-1)
+
+  def query_block(qi):
+    qb = lax.dynamic_slice_in_dim(qp, qi * bq, bq)
+
+    def base_block(carry, bi):
+      xb = lax.dynamic_slice_in_dim(xp, bi * bb, bb)
+      local = bi * bb + jnp.arange(bb)
+      ids = x_offset + local
+      mask = (local >= n)[None, :]
+      if n_valid is not None:
+        mask = mask | (ids >= n_valid)[None, :]
+      if q_idp is not None:
+        mask = mask | (lax.dynamic_slice_in_dim(q_idp, qi * bq, bq)[:, None] == ids[None, :])
+      d2 = jnp.where(mask, _BIG, sq_dists(qb, xb))
+      vals, cols = _smallest_k(d2, min(k, bb), approx)
+      cand_d = jnp.full((bq, k), _BIG).at[:, : vals.shape[1]].set(vals)
+      cand_i = jnp.zeros((bq, k), jnp.int32).at[:, : cols.shape[1]].set(
+          cols + bi * bb + x_offset)
+      return _merge(*carry, cand_d, cand_i, k), None
+
+    init = (jnp.full((bq, k), _BIG), jnp.zeros((bq, k), jnp.int32))
+    (best_d, best_i), _ = lax.scan(base_block, init, jnp.arange(n_bb))
+    return best_d, best_i
+
+  d2, idx = lax.map(query_block, jnp.arange(n_qb))
+  return d2.reshape(-1, k)[:m], idx.reshape(-1, k)[:m]
+
+
 @functools.partial(
     jax.jit, static_argnames=("k", "block_size", "exclude_self", "recompute", "approx")
 )
@@ -114,34 +153,9 @@ def knn(
   """
   _check(queries, "queries")
   _check(base, "base")
-  m, n = queries.shape[0], base.shape[0]
-  bq, bb = min(block_size, m), min(block_size, n)
-  qp, xp = _pad_rows(queries, bq), _pad_rows(base, bb)
-  n_qb, n_bb = qp.shape[0] // bq, xp.shape[0] // bb
-
-  def query_block(qi):
-    q = lax.dynamic_slice_in_dim(qp, qi * bq, bq)
-    q_ids = query_offset + qi * bq + jnp.arange(bq)
-
-    def base_block(carry, bi):
-      x = lax.dynamic_slice_in_dim(xp, bi * bb, bb)
-      ids = bi * bb + jnp.arange(bb)
-      d2 = sq_dists(q, x)
-      mask = (ids >= n)[None, :]
-      if exclude_self:
-        mask = mask | (q_ids[:, None] == ids[None, :])
-      d2 = jnp.where(mask, _BIG, d2)
-      vals, cols = _smallest_k(d2, min(k, bb), approx)
-      cand_d = jnp.full((bq, k), _BIG).at[:, : vals.shape[1]].set(vals)
-      cand_i = jnp.zeros((bq, k), jnp.int32).at[:, : cols.shape[1]].set(cols + bi * bb)
-      return _merge(*carry, cand_d, cand_i, k), None
-
-    init = (jnp.full((bq, k), _BIG), jnp.zeros((bq, k), jnp.int32))
-    (best_d, best_i), _ = lax.scan(base_block, init, jnp.arange(n_bb))
-    return best_d, best_i
-
-  d2, idx = lax.map(query_block, jnp.arange(n_qb))
-  return _finish(queries, base, d2.reshape(-1, k)[:m], idx.reshape(-1, k)[:m], recompute)
+  q_ids = query_offset + jnp.arange(queries.shape[0]) if exclude_self else None
+  d2, idx = search(queries, base, k, block_size=block_size, q_ids=q_ids, approx=approx)
+  return _finish(queries, base, d2, idx, recompute)
 
 
 def _reduce_k(t: jax.Array, axis: int, k: int) -> tuple[jax.Array, jax.Array]:

@@ -6,9 +6,11 @@ distance from every pool point to the selected set), updated with one matrix-vec
 per selected point (||x||^2 + ||c||^2 - 2 x.c, full float32 on every backend, clamped at
 0): one pass over the pool per pick, the memory-bandwidth bound, and O(n) memory.
 
-With `mesh`, the pool is split over `axis`: each device updates its own min-distances,
-proposes its best candidate, and one small all-gather picks the global one (ties go to the
-smallest index, as on one device), so the indices equal the single-device ones.
+With `mesh`, the pool is split over every device (all mesh axes, so no device holds it
+whole): each device updates its own min-distances, proposes its best candidate, and one
+small all-gather picks the global one (ties go to the smallest index, as on one device),
+so the indices equal the single-device ones. uint8 pixel pools stay uint8 (products in
+bfloat16, exact, with float32 accumulation).
 """
 
 import functools
@@ -64,7 +66,11 @@ class _Pool:
     local = g - self.offset
     inside = (local >= 0) & (local < self.x.shape[0])
     r = jnp.where(inside, self.x[jnp.clip(local, 0, self.x.shape[0] - 1)], 0)
-    return r if self.axis is None else lax.psum(r, self.axis)
+    if self.axis is None:
+      return r
+    if jnp.issubdtype(r.dtype, jnp.integer):  # uint8 rows: summed as int32 everywhere
+      return lax.psum(r.astype(jnp.int32), self.axis).astype(r.dtype)
+    return lax.psum(r, self.axis)
 
   def sq_dist_to(self, g):
     """Squared distances from this device's points to global point g."""
@@ -94,7 +100,7 @@ def _greedy_local(x_local, start, *, n, n_select, axis):
 
 def greedy_select(
     features, n_select: int, *, start: int | None = None, key: jax.Array | None = None,
-    mesh: Mesh | None = None, axis: str = "data",
+    mesh: Mesh | None = None,
 ) -> jax.Array:
   """Algorithm 1: farthest-point (k-center) greedy from `start` (or a point drawn by `key`).
 
@@ -106,7 +112,7 @@ def greedy_select(
     start = int(jax.random.randint(key, (), 0, n))
   if not 0 <= start < n:
     raise ValueError(f"start={start} is outside the pool [0, {n}).")
-  return _run(_greedy_local, jnp.asarray(features), mesh, axis, (), (jnp.int32(start),),
+  return _run(_greedy_local, jnp.asarray(features), mesh, (), (jnp.int32(start),),
               n=n, n_select=n_select)
 
 
@@ -173,7 +179,7 @@ def _threshold_local(x_local, rank_local, start, tau0, *, n, n_select, decay, ev
 def threshold_decay_select(
     features, n_select: int, tau0: float, decay: float, *, key: jax.Array | None = None,
     shuffle: bool = True, decay_every_pass: bool = False, return_thresholds: bool = False,
-    mesh: Mesh | None = None, axis: str = "data",
+    mesh: Mesh | None = None,
 ):
   """Algorithm 2: passes over the pool adding points farther than tau from the selected set.
 
@@ -192,29 +198,31 @@ def threshold_decay_select(
   rank = jnp.zeros((n,), jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32))
   start = order[0] if shuffle else jax.random.randint(start_key, (), 0, n)
   selected, taus = _run(
-      _threshold_local, jnp.asarray(features), mesh, axis, (rank,),
+      _threshold_local, jnp.asarray(features), mesh, (rank,),
       (start.astype(jnp.int32), jnp.float32(tau0)), n=n, n_select=n_select,
       decay=float(decay), every_pass=bool(decay_every_pass),
   )
   return (selected, taus) if return_thresholds else selected
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2, 3),
+@functools.partial(jax.jit, static_argnums=(0, 2),
                    static_argnames=("n", "n_select", "decay", "every_pass"))
-def _run(fn, features, mesh, axis, pool_args=(), scalars=(), **kw):
-  """Runs a selection body on one device, or per shard of the pool under shard_map.
+def _run(fn, features, mesh, pool_args=(), scalars=(), **kw):
+  """Runs a selection body on one device, or per shard of the pool under shard_map, the
+  pool split over every device of the mesh (all its axes).
 
   `pool_args` are per-point arrays split like the pool; `scalars` are replicated.
   """
-  if mesh is None:
+  if mesh is None or mesh.size == 1:
     return fn(features, *pool_args, *scalars, axis=None, **kw)
-  pad = -features.shape[0] % mesh.shape[axis]
+  axes = tuple(mesh.axis_names)
+  pad = -features.shape[0] % mesh.size
   features = jnp.pad(features, ((0, pad), (0, 0)))
   pool_args = tuple(jnp.pad(a, (0, pad)) for a in pool_args)
   return jax.shard_map(
-      functools.partial(fn, axis=axis, **kw),
+      functools.partial(fn, axis=axes, **kw),
       mesh=mesh,
-      in_specs=(P(axis),) * (1 + len(pool_args)) + (P(),) * len(scalars),
+      in_specs=(P(axes),) * (1 + len(pool_args)) + (P(),) * len(scalars),
       out_specs=P(),
       check_vma=False,
   )(features, *pool_args, *scalars)

@@ -1,6 +1,7 @@
 """Feature spaces of the loop: raw pixels, DINOv2 CLS and FID Inception pool3.
 
-`Embedder` maps uint8 images to float32 rows in a named space. Encoders load lazily from
+`Embedder` maps uint8 images to rows in a named space (uint8 pixels, float encoder
+features). Encoders load lazily from
 the local paths in the config (nothing is downloaded); features of the fixed real set are
 cached in the workdir, keyed by a fingerprint of the images, so a resumed run or a second
 experiment on the same data skips them.
@@ -26,8 +27,10 @@ SPACES = ("pixels", "dinov2", "inception")
 
 
 def pixels(images):
-  """Flattened pixels on the paper's 0-255 scale (uint8 images in; device arrays stay)."""
-  return images.reshape(images.shape[0], -1).astype(np.float32)
+  """Flattened pixels on the paper's 0-255 scale, in the images' dtype: uint8 images give
+  uint8 rows (a quarter of float32's bytes on every device; the kernels read them exactly),
+  vector data its float32 rows. Device arrays stay on the devices."""
+  return images.reshape(images.shape[0], -1)
 
 
 @jax.jit
@@ -87,7 +90,8 @@ class Embedder:
     return space == "pixels" or bool(self._weights(space))
 
   def __call__(self, space: str, images):
-    """Features (N, D) float32 of uint8 images, split by rows like the images."""
+    """Features (N, D) of uint8 images (uint8 pixels, float encoder features), split by
+    rows like the images."""
     if space == "pixels":
       return pixels(images)
     return self._encoded(space, images, fingerprint(images))

@@ -136,7 +136,7 @@ def _space_metrics(prefix, fd_key, f_train, f_pool, f_next, real_stats, mesh, pi
   }
   scores = collapse.novelty(f_pool, f_train, pixel_mse=pixel_mse,
                             max_samples=lc.gen_score_samples,
-                            copy_threshold=real_stats.copy_threshold)
+                            copy_threshold=real_stats.copy_threshold, mesh=mesh)
   row |= {f"{prefix}{k}": v for k, v in scores.items()}
   row[f"{prefix}heldout_score"] = real_stats.heldout_score
   row[f"{prefix}copy_threshold"] = real_stats.copy_threshold
@@ -206,7 +206,8 @@ def real_statistics(real: ImageSet, heldout: ImageSet, embed, lc) -> dict:
       if len(heldout) and space != "inception":  # FID space has no generalization score
         f_held = embed(space, heldout.images)
         held, thr = collapse.heldout_reference(f_held, feats, pixel_mse=space == "pixels",
-                                               max_samples=lc.gen_score_samples)
+                                               max_samples=lc.gen_score_samples,
+                                               mesh=embed.mesh)
         # The FD new real images get, counted as many as a pool (FD's bias depends on it).
         if len(heldout) > 1:
           held_fd = collapse.frechet_distance(

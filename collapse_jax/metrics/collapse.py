@@ -6,24 +6,33 @@ import numpy as np
 
 from collapse_jax.kernels.entropy import kl_entropy
 from collapse_jax.kernels.knn import knn
+from collapse_jax.kernels.ring import ring_knn
 from collapse_jax.sharding import to_host
 
 
 def entropy(features, mesh=None) -> float:
-  """KL entropy (k = 1); NaN for fewer than 2 points. A set whose rows do not divide over
-  the mesh's data axis (the loop warns: it is replicated) is searched on one device."""
+  """KL entropy (k = 1); NaN for fewer than 2 points. With a mesh, the rows are split over
+  all of its devices."""
   if len(features) < 2:
     return float("nan")
-  if mesh is not None and len(features) % mesh.shape["data"]:
-    mesh = None
   return kl_entropy(features, 1, mesh=mesh)
 
 
-def nearest_train(generated, train) -> tuple[np.ndarray, np.ndarray]:
-  """For each generated feature row: (distance to, index of) the nearest training row
-  (searched on the devices; only the per-row results reach the host)."""
-  dist, idx = knn(generated, train, 1)
-  return to_host(dist[:, 0]).astype(np.float64), to_host(idx[:, 0])
+def _search(generated, train, k: int, mesh):
+  """k nearest training rows of each generated row: one device's blockwise search, or
+  the ring over every device of `mesh` (neither the samples nor the training set whole on
+  any device); only the (m, k) results reach the host."""
+  if mesh is None or mesh.size == 1:
+    dist, idx = knn(generated, train, k)
+  else:
+    dist, idx = ring_knn(generated, train, k, mesh=mesh)
+  return to_host(dist).astype(np.float64), to_host(idx)
+
+
+def nearest_train(generated, train, mesh=None) -> tuple[np.ndarray, np.ndarray]:
+  """For each generated feature row: (distance to, index of) the nearest training row."""
+  dist, idx = _search(generated, train, 1, mesh)
+  return dist[:, 0], idx[:, 0]
 
 
 def _score(dist: np.ndarray, dim: int, pixel_mse: bool) -> float:
@@ -32,15 +41,15 @@ def _score(dist: np.ndarray, dim: int, pixel_mse: bool) -> float:
 
 
 def generalization_score(generated, train, pixel_mse: bool,
-                         max_samples: int = 1000) -> float:
+                         max_samples: int = 1000, mesh=None) -> float:
   """The paper's score: mean distance from (up to 1,000) samples to their nearest training
   image. Pixel space reports the per-pixel MSE (section 3), other spaces the distance."""
-  dist, _ = nearest_train(generated[:max_samples], train)
+  dist, _ = nearest_train(generated[:max_samples], train, mesh)
   return _score(dist, generated.shape[1], pixel_mse)
 
 
 def novelty(generated, train, pixel_mse: bool, max_samples: int = 1000,
-            copy_threshold: float = float("nan")) -> dict[str, float]:
+            copy_threshold: float = float("nan"), mesh=None) -> dict[str, float]:
   """The generalization score and two memorization measures from one 2-NN search of (up to
   `max_samples`) samples against the training set:
 
@@ -58,11 +67,10 @@ def novelty(generated, train, pixel_mse: bool, max_samples: int = 1000,
   """
   gen, n = generated[:max_samples], train.shape[0]
   if n < 2:
-    dist, _ = nearest_train(gen, train)
+    dist, _ = nearest_train(gen, train, mesh)
     return {"gen_score": _score(dist, gen.shape[1], pixel_mse), "memorized_frac": np.nan,
             "unique_copied": np.nan, "copy_frac": _share_below(dist, copy_threshold)}
-  dist, idx = knn(gen, train, 2)
-  dist, idx = to_host(dist).astype(np.float64), to_host(idx)
+  dist, idx = _search(gen, train, 2, mesh)
   return {
       "gen_score": _score(dist[:, 0], gen.shape[1], pixel_mse),
       "memorized_frac": float(np.mean(dist[:, 0] < dist[:, 1] / 3)),
@@ -76,12 +84,12 @@ def _share_below(dist: np.ndarray, threshold: float) -> float:
 
 
 def heldout_reference(heldout, train, pixel_mse: bool,
-                      max_samples: int = 1000) -> tuple[float, float]:
+                      max_samples: int = 1000, mesh=None) -> tuple[float, float]:
   """From one nearest-neighbour search of (up to `max_samples`) held-out real rows against
   the real training rows: their generalization score (the score new real data gets) and
   the copy threshold, a third of their median nearest distance (how near a sample must be
   to its nearest training image to count as a copy, on the real data's scale)."""
-  dist, _ = nearest_train(heldout[:max_samples], train)
+  dist, _ = nearest_train(heldout[:max_samples], train, mesh)
   return _score(dist, heldout.shape[1], pixel_mse), float(np.median(dist)) / 3
 
 

@@ -30,7 +30,7 @@ from collapse_jax.diffusion.step import (
 )
 from collapse_jax.encoders import dinov2, extract, inception
 from collapse_jax.errors import ConfigError
-from collapse_jax.kernels import entropy, knn, selection
+from collapse_jax.kernels import knn, ring, selection
 from collapse_jax.models.unet import unet_from_config
 
 # (H, W, C) and classes of the datasets by name; images / ffhq take config.data.resolution.
@@ -228,56 +228,67 @@ def feature_dims(config) -> dict[str, int]:
   return dims
 
 
-def _entropy_program(name, n, d, mesh, calls):
-  axis = "data"
-  x = jax.ShapeDtypeStruct((n, d), jnp.float32, sharding=NamedSharding(mesh, P(axis)))
-  shards = mesh.shape[axis]
+def _rows(n, d, mesh, dtype):
+  """An abstract (n, d) set of rows split over every device of `mesh`, as the loop holds
+  its pools and training sets (padded to a multiple of the device count by the kernels)."""
+  n = -(-n // mesh.size) * mesh.size
+  axes = tuple(mesh.axis_names)
+  return jax.ShapeDtypeStruct((n, d), dtype, sharding=NamedSharding(mesh, P(axes)))
+
+
+def _entropy_program(name, n, d, dtype, mesh, calls):
+  """The loop's entropy search on an abstract set: the symmetric search on one device,
+  the ring (`kernels.ring`) over every device of a larger mesh."""
+  x = _rows(n, d, mesh, dtype)
   b = min(KNN_BLOCK, n)
   tile = jax.jit(functools.partial(knn.knn, k=1, block_size=b))
-  xt = jax.ShapeDtypeStruct((b, d), jnp.float32)
-  if shards == 1:  # the loop's single-device path: the symmetric search
+  xt = jax.ShapeDtypeStruct((b, d), dtype)
+  if mesh.size == 1:  # the loop's single-device path: the symmetric search
     fn = jax.jit(lambda x: knn.knn_self(x, 1, block_size=b)[0][:, 0])
     nb = math.ceil(n / b)
     tiles = nb * (nb + 1) / 2 if d > knn.DIRECT_MAX_DIM else nb * nb
   else:
-    if n % shards:
-      raise ConfigError(f"{name}: n={n} rows do not divide over the {shards} devices of mesh "
-                        "axis 'data'; choose config.loop.n_train a multiple of it.")
-    fn = jax.jit(lambda x: entropy._sharded_kth_distance(x, k=1, block_size=b, mesh=mesh,
-                                                         axis=axis))
-    tiles = shards * math.ceil(n // shards / b) * math.ceil(n / b)
+    fn = jax.jit(lambda x: ring._ring_knn(x, x, k=1, block_size=b, mesh=mesh,
+                                          exclude_self=True, n_base=n)[0][:, 0])
+    local = x.shape[0] // mesh.size
+    tiles = mesh.size * math.ceil(local / b) ** 2 * mesh.size
   unit = Program("knn tile", tile, (xt, xt), calls=0)
   return Program(name, fn, (x,), calls=calls, unit=unit, trips=tiles,
-                 note=f"{n} x {d}, tiles of {b}", split=shards)
+                 note=f"{n} x {d} {jnp.dtype(dtype).name}, tiles of {b}")
 
 
-def _selection_program(kind, n, d, n_select, mesh, used):
+def _selection_program(kind, n, d, dtype, n_select, mesh, used):
   """The loop's selection kernel (`kernels.selection._run`, what greedy_select and
   threshold_decay_select call after their host-side checks) on an abstract pool."""
-  axis = "data"
-  x = jax.ShapeDtypeStruct((n, d), jnp.float32, sharding=NamedSharding(mesh, P(axis)))
-  m = None if mesh.shape[axis] == 1 else mesh
+  x = _rows(n, d, mesh, dtype)
+  m = None if mesh.size == 1 else mesh
   start = _like(jax.ShapeDtypeStruct((), jnp.int32), mesh)
   if kind == "greedy":
     def build(k):
-      return jax.jit(lambda x, s: selection._run(selection._greedy_local, x, m, axis, (), (s,),
+      return jax.jit(lambda x, s: selection._run(selection._greedy_local, x, m, (), (s,),
                                                  n=n, n_select=k))
     args = (x, start)
   else:
     def build(k):
       return jax.jit(lambda x, rank, s, tau: selection._run(
-          selection._threshold_local, x, m, axis, (rank,), (s, tau), n=n, n_select=k,
+          selection._threshold_local, x, m, (rank,), (s, tau), n=n, n_select=k,
           decay=0.95, every_pass=False))
-    rank = jax.ShapeDtypeStruct((n,), jnp.int32, sharding=NamedSharding(mesh, P(axis)))
+    rank = jax.ShapeDtypeStruct((x.shape[0],), jnp.int32, sharding=x.sharding)
     args = (x, rank, start, _like(jax.ShapeDtypeStruct((), jnp.float32), mesh))
   # The unit selects 2 points: its cost (the first point's pass plus one loop body) is two
   # passes over the pool; `n_select / 2` of them cost the whole selection.
   unit = Program(f"{kind}: 2 picks", build(2), args, calls=0)
-  note = f"{n_select} of {n} points, d = {d}"
+  note = f"{n_select} of {n} points, d = {d} {jnp.dtype(dtype).name}"
   if kind == "threshold":
     note += "; at least one pass per pick (passes are data-dependent: a lower bound)"
   return Program(f"{kind} selection", build(n_select), args, calls=1 if used else 0,
-                 unit=unit, trips=n_select / 2, used=used, note=note, split=mesh.shape[axis])
+                 unit=unit, trips=n_select / 2, used=used, note=note)
+
+
+def feature_dtype(space: str):
+  """The dtype of the loop's rows in `space`: uint8 pixels (`loop.embed.pixels`), float32
+  encoder features (`encoders.extract`)."""
+  return jnp.uint8 if space == "pixels" else jnp.float32
 
 
 def kernel_programs(config, mesh: Mesh) -> list[Program]:
@@ -286,12 +297,15 @@ def kernel_programs(config, mesh: Mesh) -> list[Program]:
   s = sizes(config)
   out = []
   for space, d in feature_dims(config).items():
-    out.append(_entropy_program(f"entropy {space} (pool)", s["pool"], d, mesh, calls=1))
-    out.append(_entropy_program(f"entropy {space} (train)", s["n"], d, mesh, calls=2))
-  d = feature_dims(config)["dinov2" if config.features == "dinov2" else "pixels"]
+    dtype = feature_dtype(space)
+    out.append(_entropy_program(f"entropy {space} (pool)", s["pool"], d, dtype, mesh, calls=1))
+    out.append(_entropy_program(f"entropy {space} (train)", s["n"], d, dtype, mesh, calls=2))
+  space = "dinov2" if config.features == "dinov2" else "pixels"
+  d, dtype = feature_dims(config)[space], feature_dtype(space)
   chosen = config.loop.selection
   for kind in ("greedy", "threshold"):
-    out.append(_selection_program(kind, s["pool"], d, s["n"], mesh, used=chosen == kind))
+    out.append(_selection_program(kind, s["pool"], d, dtype, s["n"], mesh,
+                                  used=chosen == kind))
   return out
 
 
