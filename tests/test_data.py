@@ -1,5 +1,7 @@
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -7,6 +9,7 @@ from PIL import Image
 
 from collapse_jax.config_lib import base_config
 from collapse_jax.data import batch_at_step, load_dataset, load_digits, make_batch_dataset, sources
+from collapse_jax.data.pipeline import batch_rows
 from collapse_jax.errors import DataPathError
 from collapse_jax.images import from_uint8, make_grid
 from collapse_jax.metrics.writer import MetricWriter, read_jsonl
@@ -32,6 +35,16 @@ def test_batches_are_deterministic_epoch_permutations():
   np.testing.assert_array_equal(batch_at_step(ds, arrays, 7)["image"][:, 0], np.asarray(ds[7]))
   with pytest.raises(ValueError, match="batch_size"):
     make_batch_dataset(4, 8, seed=0)
+
+
+def test_batches_computed_on_the_devices_equal_the_host_batches(seed):
+  """The train programs' batches (batch_rows, traced, from the step counter) are the host
+  pipeline's, across epochs (41 rows, batches of 8: 5 per epoch, one row dropped)."""
+  print(f"seed {seed}")
+  ds = make_batch_dataset(41, 8, seed=seed % 1000)
+  rows = jax.jit(lambda step: batch_rows(jax.random.key(seed % 1000), step, 41, 8))
+  for step in (0, 4, 5, 13, 99):
+    np.testing.assert_array_equal(np.asarray(rows(jnp.int32(step))), np.asarray(ds[step]))
 
 
 def test_grid_layout():

@@ -13,7 +13,7 @@ from flax import linen as nn
 from jax.sharding import Mesh
 
 from collapse_jax import checkpoint, chips, preemption, sharding
-from collapse_jax.data.pipeline import batch_at_step, make_batch_dataset
+from collapse_jax.data.pipeline import batch_at_step, batch_rows, make_batch_dataset
 from collapse_jax.diffusion.schedule import linear_schedule
 from collapse_jax.diffusion.state import TrainState, lr_schedule, make_optimizer
 from collapse_jax.diffusion.step import (
@@ -47,21 +47,30 @@ def schedule_from_config(config):
 
 
 @functools.cache
-def _gather(mesh: Mesh):
-  """Global batch rows of device-resident arrays, uint8 images mapped to [-1, 1]."""
+def _gather_at(mesh: Mesh, num_examples: int, global_batch: int):
+  """Global batch `step` of device-resident arrays, its rows computed on the devices
+  (`data.pipeline.batch_rows`), uint8 images mapped to [-1, 1]."""
 
-  return jax.jit(gather_batch, out_shardings=sharding.batch_sharding(mesh))
+  def gather(arrays, data_key, step):
+    return gather_batch(arrays, batch_rows(data_key, step, num_examples, global_batch))
+
+  return jax.jit(gather, out_shardings=sharding.batch_sharding(mesh))
 
 
-def batch_for_step(dataset, arrays: dict, step: int, mesh: Mesh) -> dict[str, jax.Array]:
-  """Global batch `step`: device arrays are gathered on the devices (a loop's training set
-  never visits a host); host arrays contribute this process's slice of the batch."""
+def batch_for_step(dataset, arrays: dict, step: int, state: TrainState, mesh: Mesh,
+                   data_key: jax.Array) -> dict[str, jax.Array]:
+  """Global batch number `step` (= `state.step`): device arrays are gathered on the devices
+  at rows computed there from the state's own step counter (a loop's training set never
+  visits a host, and no index comes from one); host arrays contribute this process's slice
+  of the batch."""
   on_device = {k: v for k, v in arrays.items() if isinstance(v, jax.Array)}
   on_host = {k: v for k, v in arrays.items() if k not in on_device}
-  batch = sharding.shard_batch(batch_at_step(dataset, on_host, step), mesh) if on_host else {}
+  batch = {}
+  if on_host:
+    batch = sharding.shard_batch(batch_at_step(dataset, on_host, step), mesh)
   if on_device:
-    idx = sharding.put_replicated(np.asarray(dataset[step], np.int32), mesh)
-    batch |= _gather(mesh)(on_device, idx)
+    gather = _gather_at(mesh, dataset.num_examples, dataset.global_batch)
+    batch |= gather(on_device, data_key, state.step)
   return batch
 
 
@@ -205,8 +214,8 @@ def fit(
   history = [{k: np.float32(v) for k, v in m.items()} for m in pending]
   first = start - len(history)
   k = steps_per_call(tc, mesh, arrays)
-  steps_fn = compiled_train_steps(mesh, model, tx, image_shape, float(tc.ema_decay),
-                                  float(tc.label_dropout)) if k > 1 else None
+  data_key = jax.random.wrap_key_data(sharding.put_replicated(
+      np.asarray(jax.random.key_data(jax.random.key(config.seed))), mesh))
   step = start
   while step < total:
     n = min(k, _next_boundary(step, tc, total, profile) - step)
@@ -214,7 +223,7 @@ def fit(
       jax.profiler.start_trace(os.path.join(workdir, "profile"))
       tracing = True
     if n == 1 or step == start:  # the first step's batch also gives the step's FLOPs
-      batch = batch_for_step(dataset, arrays, step, mesh)
+      batch = batch_for_step(dataset, arrays, step, state, mesh, data_key)
     if step == start:
       progress = Progress(total, start, tc.batch_size, log_prefix, *throughput_model(
           step_fn, mesh, state, batch, step_rng, schedule))
@@ -222,10 +231,11 @@ def fit(
       t0 = time.perf_counter()
     if n == 1:
       state, step_metrics = step_fn(state, batch, step_rng, schedule)
-    else:  # n steps in one call: one upload of their indices, one dispatch
-      idx = sharding.put_replicated(np.stack([dataset[s] for s in range(step, step + n)]),
-                                    mesh)
-      state, step_metrics = steps_fn(state, arrays, idx, step_rng, schedule)
+    else:  # n steps in one call: one dispatch, the batches computed on the devices
+      steps_fn = compiled_train_steps(mesh, model, tx, image_shape, float(tc.ema_decay),
+                                      float(tc.label_dropout), dataset.num_examples,
+                                      dataset.global_batch, n)
+      state, step_metrics = steps_fn(state, arrays, data_key, step_rng, schedule)
     if step == start:
       jax.block_until_ready(step_metrics)
       log.info("%sfirst train call (%d step%s) in %.1fs (compiling it included, unless an "

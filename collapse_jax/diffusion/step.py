@@ -9,6 +9,7 @@ from flax import linen as nn
 from jax.sharding import Mesh
 
 from collapse_jax import sharding, xla_flags
+from collapse_jax.data.pipeline import batch_rows
 from collapse_jax.diffusion.loss import eps_loss
 from collapse_jax.diffusion.schedule import Schedule
 from collapse_jax.diffusion.state import TrainState
@@ -127,15 +128,15 @@ def gather_batch(arrays: dict[str, jax.Array], rows: jax.Array) -> dict[str, jax
 @functools.cache
 def compiled_train_steps(
     mesh: Mesh, model: nn.Module, tx, image_shape: tuple, ema_decay: float,
-    label_dropout: float,
+    label_dropout: float, num_examples: int, global_batch: int, k: int,
 ):
-  """K train steps in one call (K = the leading size of `idx`, one compilation per K):
-  `lax.scan` over K global batches of row indices into the device-resident training set,
-  each gathered (uint8 mapped to [-1, 1]) and split over the devices like
-  `compiled_train_step`'s batch. The host dispatches one call per K steps; the steps, their
-  random numbers and their order are those of K calls of the single step.
+  """`k` train steps in one call: `lax.scan` over the step, each gathering its global batch
+  from the device-resident training set at the rows `data.pipeline.batch_rows` gives for
+  (data key, the state's step counter), uint8 mapped to [-1, 1] and split over the devices
+  like `compiled_train_step`'s batch. Nothing comes from the host but the call; the steps,
+  their random numbers and their batches are those of k calls of the single step.
 
-  f(state, arrays, idx (K, B) int32, rng, schedule) -> (state, metrics stacked over K)."""
+  f(state, arrays, data_key, rng, schedule) -> (state, metrics stacked over k)."""
   shardings = state_shardings(mesh, model, tx, tuple(image_shape), ema_decay > 0)
   rep = sharding.replicated(mesh)
   batch_sh = sharding.batch_sharding(mesh)
@@ -143,12 +144,13 @@ def compiled_train_steps(
       train_step, model=model, tx=tx, ema_decay=ema_decay, label_dropout=label_dropout
   )
 
-  def steps(state, arrays, idx, rng, schedule):
-    def body(state, rows):
+  def steps(state, arrays, data_key, rng, schedule):
+    def body(state, _):
+      rows = batch_rows(data_key, state.step, num_examples, global_batch)
       batch = jax.lax.with_sharding_constraint(gather_batch(arrays, rows), batch_sh)
       return step(state, batch, rng, schedule)
 
-    return jax.lax.scan(body, state, idx)
+    return jax.lax.scan(body, state, None, length=k)
 
   return jax.jit(sharding.under_mesh(steps, mesh), out_shardings=(shardings, rep),
                  donate_argnums=0)

@@ -162,11 +162,10 @@ def train_loop_program(config, mesh: Mesh, k: int, cpu_kernels: bool = False) ->
   arrays = {"image": jax.ShapeDtypeStruct((n, *shape), jnp.uint8, sharding=rows)}
   if model.num_classes:
     arrays["label"] = jax.ShapeDtypeStruct((n,), jnp.int32, sharding=rows)
-  idx = _like(jax.ShapeDtypeStruct((k, b), jnp.int32), mesh)
   fn = compiled_train_steps(mesh, model, tx, shape, float(tc.ema_decay),
-                            float(tc.label_dropout))
-  return Program(f"train steps ({k} per call)", fn, (state, arrays, idx, _key(mesh), schedule),
-                 calls=int(tc.num_steps) / k)
+                            float(tc.label_dropout), n, b, k)
+  return Program(f"train steps ({k} per call)", fn,
+                 (state, arrays, _key(mesh), _key(mesh), schedule), calls=int(tc.num_steps) / k)
 
 
 def _encoder(kind: str, dtype, cpu_kernels: bool) -> extract.Encoder:
