@@ -40,6 +40,20 @@ def test_ring_equals_brute_force(devices, shape, rng):
       np.testing.assert_array_equal(np.asarray(idx), want_i)
 
 
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_ring_ties_go_to_the_smallest_index(devices, shape, rng):
+  """Exact duplicates spread over every device's share (a memorizer's training set): each
+  query's nearest is the first copy, as on one device, whatever block a device sees first."""
+  mesh = make_mesh({"data": shape[0], "fsdp": shape[1]}, devices)
+  types = rng.integers(0, 256, (12, 64)).astype(np.uint8)
+  x = types[rng.integers(0, 12, 96)]
+  dist, idx = ring_knn(types, x, 2, mesh=mesh, block_size=8)
+  want_d, want_i = brute(types, x, 2)
+  np.testing.assert_array_equal(np.asarray(idx), want_i)
+  np.testing.assert_allclose(np.asarray(dist), want_d, atol=1e-3)
+
+
 def test_no_device_holds_the_whole_set(devices):
   """Compiled for 8 devices, the search moves the base by collective permutes only (no
   all-gather); each device's arguments are an eighth of the set, and its temporaries

@@ -18,7 +18,7 @@ from jax import lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from collapse_jax.kernels.knn import _BIG, _check, _exact_sq, _merge, search
+from collapse_jax.kernels.knn import _BIG, _check, _exact_sq, search
 
 
 def _pad_to(x: jax.Array, multiple: int) -> jax.Array:
@@ -37,6 +37,16 @@ def _exact_blocks(q, x, idx, block: int) -> jax.Array:
   return lax.map(lambda a: _exact_sq(a[0], x, a[1]), (qp, ip)).reshape(-1, k)[:m]
 
 
+def _merge_by_index(best, new_d, new_i, k):
+  """The k smallest of two candidate lists, equal distances ordered by base index: rounds
+  visit the blocks in a different order on each device, and exact ties (duplicate rows)
+  must go to the smallest index, as on one device."""
+  d = jnp.concatenate([best[0], new_d], axis=1)
+  i = jnp.concatenate([best[1], new_i], axis=1)
+  d, i = lax.sort((d, i), dimension=1, num_keys=2)
+  return d[:, :k], i[:, :k]
+
+
 def _round(q, xb, src, best, *, k, block_size, n_base, q_ids):
   """One round: the k nearest of block `src` (the block this device holds now), exact,
   merged into `best`."""
@@ -44,7 +54,7 @@ def _round(q, xb, src, best, *, k, block_size, n_base, q_ids):
   d2, idx = search(q, xb, k, block_size=block_size, q_ids=q_ids, x_offset=src * mb,
                    n_valid=n_base)
   exact = _exact_blocks(q, xb, jnp.clip(idx - src * mb, 0, mb - 1), block_size)
-  return _merge(*best, jnp.where(d2 < _BIG, exact, _BIG), idx, k)
+  return _merge_by_index(best, jnp.where(d2 < _BIG, exact, _BIG), idx, k)
 
 
 @functools.partial(jax.jit,
