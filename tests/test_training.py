@@ -246,7 +246,10 @@ def _initial_params(mesh_shape):
   return init.params
 
 
-@pytest.mark.parametrize("mesh_shape", [{"data": 1, "fsdp": 1}, {"data": 4, "fsdp": 2}])
+@pytest.mark.parametrize("mesh_shape", [
+    {"data": 1, "fsdp": 1},
+    pytest.param({"data": 4, "fsdp": 2}, marks=pytest.mark.slow),  # ~100 s: with CI's slow tests
+])
 def test_k_steps_per_call_equal_one_step_per_call(tmp_path, mesh_shape):
   """train.steps_per_call=4 (lax.scan over the step; calls end at log and checkpoint steps:
   4, 2, 2, 4) trains the same model as one step per call, and resumes exactly."""
