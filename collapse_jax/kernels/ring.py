@@ -18,12 +18,7 @@ from jax import lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from collapse_jax.kernels.knn import _BIG, _check, _exact_sq, search
-
-
-def _pad_to(x: jax.Array, multiple: int) -> jax.Array:
-  pad = -x.shape[0] % multiple
-  return jnp.pad(x, ((0, pad), (0, 0))) if pad else x
+from collapse_jax.kernels.knn import _BIG, _check, _exact_sq, _pad_rows, search
 
 
 def _exact_blocks(q, x, idx, block: int) -> jax.Array:
@@ -31,9 +26,8 @@ def _exact_blocks(q, x, idx, block: int) -> jax.Array:
   never of a device's whole share."""
   m, k = idx.shape
   b = min(block, m)
-  pad = -m % b
-  qp = jnp.pad(q, ((0, pad), (0, 0))).reshape(-1, b, q.shape[1])
-  ip = jnp.pad(idx, ((0, pad), (0, 0))).reshape(-1, b, k)
+  qp = _pad_rows(q, b).reshape(-1, b, q.shape[1])
+  ip = _pad_rows(idx, b).reshape(-1, b, k)
   return lax.map(lambda a: _exact_sq(a[0], x, a[1]), (qp, ip)).reshape(-1, k)[:m]
 
 
@@ -99,7 +93,7 @@ def ring_knn(queries, base, k: int = 1, *, mesh: Mesh, block_size: int = 1024,
   m, n = queries.shape[0], base.shape[0]
   if not 1 <= k <= n - exclude_self:
     raise ValueError(f"k={k} must be in [1, {n - exclude_self}] for {n} base points.")
-  dist, idx = _ring_knn(_pad_to(queries, mesh.size), _pad_to(base, mesh.size), k=k,
+  dist, idx = _ring_knn(_pad_rows(queries, mesh.size), _pad_rows(base, mesh.size), k=k,
                         block_size=block_size, mesh=mesh, exclude_self=exclude_self,
                         n_base=n)
   return dist[:m], idx[:m]

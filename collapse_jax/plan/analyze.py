@@ -103,10 +103,10 @@ def _bandwidth(target: Target, c: hlo.Collective) -> float:
 
 
 def _key(prog: Program, target: Target, devices: int, peaks) -> str:
-  """What a compilation depends on: the target, the loop's trip count and split, and the
+  """What a compilation depends on: the target, the loop's trip count, and the
   lowered modules of the program and its body (the same program in another config or run,
   called any number of times, hashes the same)."""
-  h = hashlib.sha256(f"{target.name} {devices} {peaks} {prog.trips} {prog.split}".encode())
+  h = hashlib.sha256(f"{target.name} {devices} {peaks} {prog.trips}".encode())
   for p in (prog, prog.unit):
     if p is not None:
       h.update(p.fn.lower(*p.args).as_text().encode())
@@ -146,7 +146,7 @@ def analyze(prog: Program, cpu_prog: Program, target: Target, devices: int,
   trips = prog.trips if prog.unit is not None else 1.0
   cpu_body = cpu_prog.unit if cpu_prog.unit is not None else cpu_prog
   try:
-    r.flops = cpu_flops(cpu_body) * trips / (prog.split or devices)
+    r.flops = cpu_flops(cpu_body) * trips / devices
     r.compute_s = r.flops / peaks[0]
     t0 = time.perf_counter()
     try:

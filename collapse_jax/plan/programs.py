@@ -51,7 +51,6 @@ class Program:
   trips: float = 1.0
   used: bool = True
   note: str = ""
-  split: int = 0  # devices the work is split over (0: the whole mesh)
 
 
 def data_shape(config) -> tuple[tuple[int, int, int], int]:
