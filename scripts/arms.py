@@ -29,8 +29,9 @@ import os
 import sys
 
 from collapse_jax.generators.diffusion import first_model_checkpoint
+from collapse_jax.preemption import REQUEUE_EXIT
 from collapse_jax.study.comparison import write_comparison
-from collapse_jax.study.launch import Place, places_for, run_jobs
+from collapse_jax.study.launch import Place, Stopped, places_for, run_jobs
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recursive.py")
 
@@ -76,6 +77,9 @@ def main():
     run_jobs(jobs, places, os.path.join(args.workdir, "logs"), wait_for=wait)
   except ValueError as e:
     raise SystemExit(f"error: {e}") from None
+  except Stopped as e:
+    print(e, file=sys.stderr, flush=True)
+    raise SystemExit(REQUEUE_EXIT) from None
   except RuntimeError as e:
     raise SystemExit(f"arms failed: {e}") from None
   print(f"wrote {write_comparison(list(workdirs.values()), args.workdir)}")

@@ -21,9 +21,11 @@ caps them at K.
 import argparse
 import os
 import shlex
+import sys
 
+from collapse_jax.preemption import REQUEUE_EXIT
 from collapse_jax.study import cluster, sweep, sweep_report
-from collapse_jax.study.launch import core_shares, places_for, run_jobs
+from collapse_jax.study.launch import Stopped, core_shares, places_for, run_jobs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "recursive.py")
@@ -104,6 +106,9 @@ def main():
                os.path.join(args.workdir, "logs"))
     except ValueError as e:
       raise SystemExit(f"error: {e}") from None
+    except Stopped as e:
+      print(e, file=sys.stderr, flush=True)
+      raise SystemExit(REQUEUE_EXIT) from None
     except RuntimeError as e:
       print(f"some runs failed: {e}")
       print(f"wrote {sweep_report.write(args.workdir)} from the runs that finished")

@@ -61,3 +61,37 @@ def _state(pid: int) -> str:
       return f.read().split(")")[-1].split()[0]
   except OSError:
     return "gone"
+
+
+def test_sigterm_is_passed_to_running_jobs_and_stops_the_rest(tmp_path):
+  """A preempted launcher (SLURM's SIGTERM to `scripts/arms.py`) tells its running jobs,
+  which checkpoint and exit 75, starts none of the pending ones, and says so."""
+  import os
+  import signal
+  import threading
+  import time
+
+  from collapse_jax.study.launch import Place, Stopped, run_jobs
+
+  job = ("import signal,sys,time\n"
+         "signal.signal(signal.SIGTERM, lambda *_: (open(sys.argv[1]+'.term','w').close(),"
+         " sys.exit(75)))\n"
+         "open(sys.argv[1],'w').close()\ntime.sleep(120)")
+  names = ("a", "b", "c")
+  jobs = {n: [sys.executable, "-c", job, str(tmp_path / n)] for n in names}
+
+  def preempt():
+    t = time.time()
+    while not ((tmp_path / "a").exists() and (tmp_path / "b").exists()):
+      assert time.time() - t < 60
+      time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+  threading.Thread(target=preempt, daemon=True).start()
+  before = signal.getsignal(signal.SIGTERM)
+  with pytest.raises(Stopped, match=r"0 job\(s\) finished, 2 checkpointed \(a, b\), "
+                                    r"1 not started"):
+    run_jobs(jobs, [Place(), Place()], str(tmp_path / "logs"))
+  assert (tmp_path / "a.term").exists() and (tmp_path / "b.term").exists()
+  assert not (tmp_path / "c").exists()
+  assert signal.getsignal(signal.SIGTERM) == before  # the handler is put back

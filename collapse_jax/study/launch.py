@@ -14,7 +14,13 @@ import sys
 import threading
 from collections.abc import Callable
 
+from collapse_jax.preemption import REQUEUE_EXIT
 from collapse_jax.study import devices, sweep
+
+
+class Stopped(Exception):  # noqa: N818 (not an error: the launcher was told to stop)
+  """The launcher got SIGTERM: each running job was passed it (a run checkpoints and exits
+  REQUEUE_EXIT) and no pending job started; args[0] says which is which."""
 
 
 def _pump(name: str, stream, log_path: str, lock: threading.Lock) -> None:
@@ -83,22 +89,29 @@ def run_jobs(jobs: dict[str, list[str]], places: list[Place], log_dir: str,
   line a job prints goes to `log_dir/<name>.log` and to stdout prefixed with `[name]`. A
   job named in `wait_for` starts once its predicate is true (or no job is left running).
   Every job runs even when one fails; then RuntimeError names each failure, its exit code
-  and its log."""
+  and its log. SIGTERM (a scheduler's preemption) is passed on to the running jobs, which
+  checkpoint and exit; no other job starts, and `Stopped` says what to rerun."""
   os.makedirs(log_dir, exist_ok=True)
   wait_for = wait_for or {}
   lock, pending, running, codes = threading.Lock(), list(jobs), {}, {}
+  term, told = threading.Event(), set()
+  main = threading.current_thread() is threading.main_thread()
+  previous = signal.signal(signal.SIGTERM, lambda *_: term.set()) if main else None
   try:
-    while pending or running:
+    while running or (pending and not term.is_set()):
       idle = not running
       for slot, place in enumerate(places):
         ready = [n for n in pending if n not in wait_for or idle or wait_for[n]()]
-        if slot not in running and ready:
+        if slot not in running and ready and not term.is_set():
           name = ready[0]
           pending.remove(name)
           running[slot] = (name, *_start(name, jobs[name], log_dir, lock, place.cores,
                                          place.env))
           idle = False
       for slot, (name, proc, pump) in list(running.items()):
+        if term.is_set() and name not in told:  # polled: a job started as it came gets it
+          proc.send_signal(signal.SIGTERM)
+          told.add(name)
         if proc.poll() is not None:
           pump.join()
           codes[name] = proc.returncode
@@ -109,6 +122,16 @@ def run_jobs(jobs: dict[str, list[str]], places: list[Place], log_dir: str,
     for _, proc, _ in running.values():
       proc.kill()
     raise
+  finally:
+    if main:
+      signal.signal(signal.SIGTERM, previous)
+  if term.is_set():
+    failed = {n: c for n, c in codes.items() if c not in (0, REQUEUE_EXIT)}
+    if not failed:
+      stopped = sorted(n for n, c in codes.items() if c == REQUEUE_EXIT)
+      raise Stopped(f"stopped by SIGTERM: {len(codes) - len(stopped)} job(s) finished, "
+                    f"{len(stopped)} checkpointed ({', '.join(stopped) or 'none'}), "
+                    f"{len(pending)} not started; run the same command again to go on")
   _raise_failed(codes, log_dir)
 
 
