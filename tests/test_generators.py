@@ -14,7 +14,8 @@ from collapse_jax.data import synthetic
 from collapse_jax.data.sets import ImageSet
 from collapse_jax.generators import KINDS, make_generator
 from collapse_jax.generators.memorizer import OptimalDenoiser
-from collapse_jax.loop.recursive import make_select_fn, run_recursive
+from collapse_jax.loop.recursive import run_recursive
+from collapse_jax.loop.select import make_select_fn
 from collapse_jax.sharding import make_mesh, put_rows, to_host
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,0 +1,91 @@
+"""The real data of a run: its training set and held-out rows (one seeded split), and the
+real set's per-space statistics every generation is measured against (`RealStats`)."""
+
+import logging
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from collapse_jax.data.sets import ImageSet
+from collapse_jax.errors import ConfigError
+from collapse_jax.images import to_uint8
+from collapse_jax.loop.embed import SPACES
+from collapse_jax.metrics import collapse, probe
+from collapse_jax.sharding import put_rows, to_host
+
+log = logging.getLogger(__name__)
+
+
+def split_real(ds, lc, seed: int, conditional: bool, mesh) -> tuple[ImageSet, ImageSet]:
+  """The loop's real training set (N rows) and a disjoint held-out set of real rows (up to
+  config.loop.n_heldout), both from one seeded permutation. Images are stored as uint8
+  (as the paper saves its samples as image files), vectors as float32."""
+  total = len(ds.images)
+  n = lc.n_train or total - min(lc.n_heldout, total // 2)
+  if n > total:
+    raise ConfigError(f"config.loop.n_train={n} exceeds the {total} real images.")
+  order = np.random.default_rng(seed).permutation(total)
+  parts = order[:n], order[n:n + lc.n_heldout]
+
+  def image_set(idx, keep_labels):
+    labels = ds.labels[idx] if keep_labels and ds.labels is not None else None
+    rows = to_uint8(ds.images[idx]) if ds.is_image else ds.images[idx].astype(np.float32)
+    return ImageSet(put_rows(rows, mesh), labels, np.zeros(len(idx), np.int32))
+
+  if 0 < len(parts[1]) < lc.n_heldout:
+    log.warning("config.loop.n_heldout=%d, but only %d real images are left after "
+                "n_train=%d of %d: heldout_score and copy_frac's threshold use those %d; lower "
+                "config.loop.n_train to keep more.", lc.n_heldout, len(parts[1]), n, total,
+                len(parts[1]))
+  log.info("real data: %d training images, %d held out", n, len(parts[1]))
+  if not len(parts[1]):
+    if lc.n_heldout:
+      log.warning("no real images left for config.loop.n_heldout: heldout_score is NaN; "
+                  "lower config.loop.n_train to keep some.")
+    empty = np.zeros((0, *ds.images.shape[1:]), np.uint8 if ds.is_image else np.float32)
+    return image_set(parts[0], conditional), ImageSet(empty, None, np.zeros(0, np.int32))
+  # The held-out labels never reach a model: they fit the quality probe (real_statistics).
+  return image_set(parts[0], conditional), image_set(parts[1], True)
+
+
+class RealStats(NamedTuple):
+  """The real training set's statistics in one feature space (`real_statistics`)."""
+
+  mean: np.ndarray
+  cov: np.ndarray
+  features: jax.Array
+  heldout_score: float
+  copy_threshold: float
+  heldout_fd: float
+
+
+def real_statistics(real: ImageSet, heldout: ImageSet, embed, lc) -> dict:
+  """Per space, a RealStats: the real training set's mean, covariance and features (cached
+  on disk); the held-out real images' generalization score against it (NaN without any),
+  the score new real data gets, which the samples' score is read against; the copy distance
+  `copy_frac` counts below, fixed from the same held-out images; and their FD to the real
+  set, the reference for the samples' (`fd_real_heldout`, `fd_dino_heldout`). With held-out
+  labels, "probe" holds (a pixel-space classifier fit on them, its confidence on the real
+  training set): the judge of `probe_conf`."""
+  stats = {}
+  labelled = heldout.labels is not None and len(np.unique(heldout.labels)) > 1
+  for space in SPACES:
+    if embed.has(space):
+      feats = embed.cached(space, real.images)
+      mu, sigma = collapse.gaussian_stats(feats)
+      held = thr = held_fd = float("nan")
+      if len(heldout) and space != "inception":  # FID space has no generalization score
+        f_held = embed(space, heldout.images)
+        held, thr = collapse.heldout_reference(f_held, feats, pixel_mse=space == "pixels",
+                                               max_samples=lc.gen_score_samples,
+                                               mesh=embed.mesh)
+        # The FD new real images get, counted as many as a pool (FD's bias depends on it).
+        if len(heldout) > 1:
+          held_fd = collapse.frechet_distance(
+              *collapse.gaussian_stats(f_held[:len(real) * lc.pool_factor]), mu, sigma)
+      stats[space] = RealStats(mu, sigma, feats, held, thr, held_fd)
+      if space == "pixels" and labelled:  # the held-out pixels just embedded fit the probe
+        judge = probe.fit_probe(to_host(f_held), heldout.labels)
+        stats["probe"] = (judge, probe.confidence(judge, to_host(feats)))
+  return stats
