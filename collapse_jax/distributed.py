@@ -45,6 +45,11 @@ def everywhere(flag: bool) -> bool:
   return bool(np.all(multihost_utils.process_allgather(np.asarray(bool(flag)))))
 
 
+def anywhere(flag: bool) -> bool:
+  """True on every process iff `flag` is true on some process."""
+  return not everywhere(not flag)
+
+
 def agree_ints(values: list[int]) -> list[int]:
   """Process 0's list of ints on every process (e.g. the checkpoint steps it sees)."""
   if jax.process_count() == 1:

@@ -6,23 +6,23 @@ The training loop and the recursive loop call `reached()` after every train step
 every phase boundary; when it says so they write their checkpoints and raise `Preempted`,
 which the command line turns into one line and exit code REQUEUE_EXIT.
 
-One process: a signal handler sets a flag. Several: JAX's coordination service catches
-SIGTERM on any host and picks the step all of them stop at
-(`multihost_utils.reached_preemption_sync_point`, as orbax's CheckpointManager does); a
-configured other signal is passed on to it as SIGTERM.
+A signal handler sets a flag. With several processes `reached()` is a collective: every
+process stops at the first call at which any of them has the flag (`distributed.anywhere`,
+one allgather of a bool per call: per K train steps with `train.steps_per_call`). JAX's own
+sync point (`multihost_utils.reached_preemption_sync_point`) was used before and let two
+processes pick different steps when the notice reached its coordinator while one of them
+was already past the step it chose (a hang in the next collective, seen in
+tests/test_multiprocess.py on a loaded CPU); the collective cannot disagree.
 """
 
-import os
 import signal
 
-import jax
-from jax.experimental import multihost_utils
-
+from collapse_jax import distributed
 from collapse_jax.errors import ConfigError
 
 REQUEUE_EXIT = 75  # EX_TEMPFAIL (sysexits.h): a temporary failure; run the command again
 
-_state = {"signal": "", "calls": 0}
+_state = {"signal": ""}
 
 
 class Preempted(Exception):  # noqa: N818 (not an error: the run stopped where it was told)
@@ -34,11 +34,6 @@ def _flag(signum, frame):
   _state["signal"] = signal.Signals(signum).name
 
 
-def _to_jax(signum, frame):
-  del signum, frame
-  os.kill(os.getpid(), signal.SIGTERM)  # JAX's preemption notifier listens for SIGTERM
-
-
 def signal_number(name: str) -> int:
   """The number of a signal named like 'SIGUSR1'; a ConfigError for anything else."""
   if not name.startswith("SIG") or name.startswith("SIG_") or not hasattr(signal, name):
@@ -48,20 +43,15 @@ def signal_number(name: str) -> int:
 
 
 def install(extra_signal: str = "") -> None:
-  """Catch SIGTERM and `extra_signal` (a name, '' for none) from here on."""
-  multi = jax.process_count() > 1
+  """Catch SIGTERM and `extra_signal` (a name, '' for none) from here on (in place of the
+  handler `jax.distributed.initialize` installs for its own sync point)."""
   names = {"SIGTERM"} | ({extra_signal} if extra_signal else set())
   for name in sorted(names):
-    if multi and name == "SIGTERM":
-      continue  # jax.distributed.initialize installed the coordination service's handler
-    signal.signal(signal_number(name), _to_jax if multi else _flag)
-  _state["signal"], _state["calls"] = "", 0
+    signal.signal(signal_number(name), _flag)
+  _state["signal"] = ""
 
 
 def reached() -> bool:
-  """Whether to checkpoint and stop now. Every process calls it at the same points (the
-  count of calls is the step id JAX's sync point agrees on), so they stop together."""
-  if jax.process_count() > 1:
-    _state["calls"] += 1
-    return multihost_utils.reached_preemption_sync_point(_state["calls"])
-  return bool(_state["signal"])
+  """Whether to checkpoint and stop now: this process got the signal, or (several
+  processes, a collective every one of them makes at the same points) any process did."""
+  return distributed.anywhere(bool(_state["signal"]))
