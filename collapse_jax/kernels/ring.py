@@ -51,26 +51,34 @@ def _round(q, xb, src, best, *, k, block_size, n_base, q_ids):
   return _merge_by_index(best, jnp.where(d2 < _BIG, exact, _BIG), idx, k)
 
 
+def ring_rounds(step, carry, x, axes: tuple[str, ...], n_devices: int):
+  """Inside a shard_map over `axes`: `carry = step(carry, block, src)` for each of the
+  n_devices base blocks, this device's own (`x`) first, block `src` arriving by a ring of
+  `lax.ppermute`; the next transfer does not depend on `step`, so the two overlap."""
+  me = lax.axis_index(axes)
+  perm = [(i, (i + 1) % n_devices) for i in range(n_devices)]
+
+  def body(c, r):
+    carry, xb = c
+    nxt = lax.ppermute(xb, axes, perm)
+    return (step(carry, xb, (me - r) % n_devices), nxt), None
+
+  (carry, xb), _ = lax.scan(body, (carry, x), jnp.arange(n_devices - 1))
+  return step(carry, xb, (me - (n_devices - 1)) % n_devices)
+
+
 @functools.partial(jax.jit,
                    static_argnames=("k", "block_size", "mesh", "exclude_self", "n_base"))
 def _ring_knn(queries, base, *, k, block_size, mesh, exclude_self, n_base):
   axes = tuple(mesh.axis_names)
-  d = mesh.size
-  perm = [(i, (i + 1) % d) for i in range(d)]
 
   def local(q, x):
     me = lax.axis_index(axes)
     q_ids = me * q.shape[0] + jnp.arange(q.shape[0]) if exclude_self else None
-    one = functools.partial(_round, q, k=k, block_size=block_size, n_base=n_base, q_ids=q_ids)
     best = (jnp.full((q.shape[0], k), _BIG), jnp.zeros((q.shape[0], k), jnp.int32))
-
-    def body(carry, r):
-      best, xb = carry
-      nxt = lax.ppermute(xb, axes, perm)  # independent of the search: they overlap
-      return (one(xb, (me - r) % d, best), nxt), None
-
-    (best, xb), _ = lax.scan(body, (best, x), jnp.arange(d - 1))
-    d2, idx = one(xb, (me - (d - 1)) % d, best)
+    d2, idx = ring_rounds(
+        lambda best, xb, src: _round(q, xb, src, best, k=k, block_size=block_size,
+                                     n_base=n_base, q_ids=q_ids), best, x, axes, mesh.size)
     return jnp.sqrt(d2), idx
 
   return jax.shard_map(local, mesh=mesh, in_specs=(P(axes), P(axes)),

@@ -58,6 +58,7 @@ class RealStats(NamedTuple):
   heldout_score: float
   copy_threshold: float
   heldout_fd: float
+  heldout: jax.Array | None  # up to gen_score_samples held-out rows (generation 1's t_C)
 
 
 def real_statistics(real: ImageSet, heldout: ImageSet, embed, lc) -> dict:
@@ -65,7 +66,8 @@ def real_statistics(real: ImageSet, heldout: ImageSet, embed, lc) -> dict:
   on disk); the held-out real images' generalization score against it (NaN without any),
   the score new real data gets, which the samples' score is read against; the copy distance
   `copy_frac` counts below, fixed from the same held-out images; and their FD to the real
-  set, the reference for the samples' (`fd_real_heldout`, `fd_dino_heldout`). With held-out
+  set, the reference for the samples' (`fd_real_heldout`, `fd_dino_heldout`); and up to
+  gen_score_samples held-out rows, the queries of generation 1's collapse time. With held-out
   labels, "probe" holds (a pixel-space classifier fit on them, its confidence on the real
   training set): the judge of `probe_conf`."""
   stats = {}
@@ -75,8 +77,10 @@ def real_statistics(real: ImageSet, heldout: ImageSet, embed, lc) -> dict:
       feats = embed.cached(space, real.images)
       mu, sigma = collapse.gaussian_stats(feats)
       held = thr = held_fd = float("nan")
+      held_rows = None
       if len(heldout) and space != "inception":  # FID space has no generalization score
         f_held = embed(space, heldout.images)
+        held_rows = f_held[:lc.gen_score_samples]
         held, thr = collapse.heldout_reference(f_held, feats, pixel_mse=space == "pixels",
                                                max_samples=lc.gen_score_samples,
                                                mesh=embed.mesh)
@@ -84,7 +88,7 @@ def real_statistics(real: ImageSet, heldout: ImageSet, embed, lc) -> dict:
         if len(heldout) > 1:
           held_fd = collapse.frechet_distance(
               *collapse.gaussian_stats(f_held[:len(real) * lc.pool_factor]), mu, sigma)
-      stats[space] = RealStats(mu, sigma, feats, held, thr, held_fd)
+      stats[space] = RealStats(mu, sigma, feats, held, thr, held_fd, held_rows)
       if space == "pixels" and labelled:  # the held-out pixels just embedded fit the probe
         judge = probe.fit_probe(to_host(f_held), heldout.labels)
         stats["probe"] = (judge, probe.confidence(judge, to_host(feats)))

@@ -12,7 +12,7 @@ from PIL import Image  # noqa: E402
 
 from collapse_jax.loop.report import plot_rows, table  # noqa: E402
 from collapse_jax.metrics.writer import read_jsonl  # noqa: E402
-from collapse_jax.study import verdict  # noqa: E402
+from collapse_jax.study import prediction, verdict  # noqa: E402
 
 
 def load_run(run: str) -> tuple[list[dict], dict]:
@@ -99,6 +99,12 @@ def write_comparison(run_dirs: list[str], out: str) -> str:
   if first_last_samples(dict(zip(runs, run_dirs, strict=True)),
                         os.path.join(out, "samples_first_last.png")):
     lines += ["![samples](samples_first_last.png)", ""]
+  judged_rows = {n: [rows] for n, (rows, _) in runs.items() if n not in references}
+  if any("collapse_t" in r for runs_ in judged_rows.values() for r in runs_[0]):
+    lines += ["## Predicting the transition: t_C and the KL entropy", "",
+              "Each arm's generations as (training set, its model's samples) pairs: does the "
+              "training set's collapse time or its KL entropy track the generalization "
+              "score better?", "", *prediction.write(judged_rows, out), ""]
   for name, (rows, _) in runs.items():
     lines += [f"## {name}", "", table(rows), ""]
   lines += [f"![{p}]({p})" for p in plots]

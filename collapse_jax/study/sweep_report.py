@@ -10,9 +10,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from collapse_jax.loop.report import save_by_generation  # noqa: E402
-from collapse_jax.study import aggregate, claims, sweep, verdict  # noqa: E402
+from collapse_jax.study import aggregate, claims, prediction, sweep, verdict  # noqa: E402
 
-METRICS = ("train_entropy", "gen_score", "memorized_frac", "unique_copied", "fd_real",
+METRICS = ("train_entropy", "collapse_t", "gen_score", "memorized_frac", "unique_copied", "fd_real",
            "dino_train_entropy", "dino_gen_score", "fd_dino", "fid")
 
 
@@ -84,6 +84,9 @@ def write(sweep_dir: str) -> str:
             "(the paper: 0.91).", ""]
   if scatter:
     lines += [f"![scatter]({scatter})", ""]
+  lines += ["## Predicting the transition: t_C and the KL entropy", "",
+            *prediction.write({cell_label(c): runs for c, runs in cells.items()}, sweep_dir,
+                              "sweep_prediction.png"), ""]
   for metric in METRICS:
     plot = plot_bands(cells, metric, sweep_dir)
     if plot is None:
