@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from collapse_jax.diffusion.schedule import linear_schedule
-from collapse_jax.metrics import collapse, probe
+from collapse_jax.metrics import collapse, probe, sinkhorn
 from collapse_jax.metrics.collapse_time import collapse_time
 from collapse_jax.metrics.precision_recall import precision_recall
 from collapse_jax.sharding import to_host
@@ -53,6 +53,10 @@ def _space_metrics(prefix, fd_key, f_train, f_pool, f_next, real_stats, mesh, pi
                             max_samples=lc.gen_score_samples,
                             copy_threshold=real_stats.copy_threshold, mesh=mesh)
   row |= {f"{prefix}{k}": v for k, v in scores.items()}
+  if real_stats.heldout is not None:  # an OT distance to new real data, no Gaussian assumed
+    row[f"{prefix}sinkhorn"] = sinkhorn.sinkhorn_divergence(
+        f_pool[:lc.gen_score_samples], real_stats.heldout, real_stats.sinkhorn_eps)
+    row[f"{prefix}sinkhorn_heldout"] = real_stats.heldout_sinkhorn
   row[f"{prefix}heldout_score"] = real_stats.heldout_score
   row[f"{prefix}copy_threshold"] = real_stats.copy_threshold
   row[f"{fd_key}_heldout"] = real_stats.heldout_fd

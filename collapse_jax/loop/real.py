@@ -11,7 +11,7 @@ from collapse_jax.data.sets import ImageSet
 from collapse_jax.errors import ConfigError
 from collapse_jax.images import to_uint8
 from collapse_jax.loop.embed import SPACES
-from collapse_jax.metrics import collapse, probe
+from collapse_jax.metrics import collapse, probe, sinkhorn
 from collapse_jax.sharding import put_rows, to_host
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ class RealStats(NamedTuple):
   copy_threshold: float
   heldout_fd: float
   heldout: jax.Array | None  # up to gen_score_samples held-out rows (generation 1's t_C)
+  sinkhorn_eps: float  # the Sinkhorn divergence's blur, from the real rows' scale
+  heldout_sinkhorn: float  # held-out rows' divergence to the real set's: the reference
 
 
 def real_statistics(real: ImageSet, heldout: ImageSet, embed, lc) -> dict:
@@ -67,7 +69,8 @@ def real_statistics(real: ImageSet, heldout: ImageSet, embed, lc) -> dict:
   the score new real data gets, which the samples' score is read against; the copy distance
   `copy_frac` counts below, fixed from the same held-out images; and their FD to the real
   set, the reference for the samples' (`fd_real_heldout`, `fd_dino_heldout`); and up to
-  gen_score_samples held-out rows, the queries of generation 1's collapse time. With held-out
+  gen_score_samples held-out rows, the queries of generation 1's collapse time, the
+  Sinkhorn divergence's blur and the held-out rows' divergence to the real rows. With held-out
   labels, "probe" holds (a pixel-space classifier fit on them, its confidence on the real
   training set): the judge of `probe_conf`."""
   stats = {}
@@ -77,10 +80,11 @@ def real_statistics(real: ImageSet, heldout: ImageSet, embed, lc) -> dict:
       feats = embed.cached(space, real.images)
       mu, sigma = collapse.gaussian_stats(feats)
       held = thr = held_fd = float("nan")
-      held_rows = None
+      held_rows, eps, held_sk = None, sinkhorn.epsilon_for(feats), float("nan")
       if len(heldout) and space != "inception":  # FID space has no generalization score
         f_held = embed(space, heldout.images)
         held_rows = f_held[:lc.gen_score_samples]
+        held_sk = sinkhorn.sinkhorn_divergence(feats[:lc.gen_score_samples], held_rows, eps)
         held, thr = collapse.heldout_reference(f_held, feats, pixel_mse=space == "pixels",
                                                max_samples=lc.gen_score_samples,
                                                mesh=embed.mesh)
@@ -88,7 +92,8 @@ def real_statistics(real: ImageSet, heldout: ImageSet, embed, lc) -> dict:
         if len(heldout) > 1:
           held_fd = collapse.frechet_distance(
               *collapse.gaussian_stats(f_held[:len(real) * lc.pool_factor]), mu, sigma)
-      stats[space] = RealStats(mu, sigma, feats, held, thr, held_fd, held_rows)
+      stats[space] = RealStats(mu, sigma, feats, held, thr, held_fd, held_rows,
+                               eps, held_sk)
       if space == "pixels" and labelled:  # the held-out pixels just embedded fit the probe
         judge = probe.fit_probe(to_host(f_held), heldout.labels)
         stats["probe"] = (judge, probe.confidence(judge, to_host(feats)))

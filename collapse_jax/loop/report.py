@@ -21,12 +21,14 @@ PLOTS = {  # a plot is drawn when its metrics were measured (encoder weights giv
     "gen_score": ("gen_score", "heldout_score"),
     "memorization": ("memorized_frac", "unique_copied", "copy_frac"),
     "fd_real": ("fd_real", "fd_real_heldout"),
+    "sinkhorn": ("sinkhorn", "sinkhorn_heldout"),
     "probe_conf": ("probe_conf", "real_probe_conf"),
     "dino_entropy": ("dino_train_entropy", "dino_pool_entropy", "dino_selected_entropy"),
     "dino_collapse_t": ("dino_collapse_t",),
     "dino_gen_score": ("dino_gen_score", "dino_heldout_score"),
     "dino_memorization": ("dino_memorized_frac", "dino_unique_copied", "dino_copy_frac"),
     "fd_dino": ("fd_dino", "fd_dino_heldout"),
+    "dino_sinkhorn": ("dino_sinkhorn", "dino_sinkhorn_heldout"),
     "fid": ("fid",),
     "precision_recall": ("precision", "recall"),
 }
@@ -152,11 +154,13 @@ def plot_sources(rows: list[dict], out_dir: str) -> str:
 
 TABLE_KEYS = ("generation", "model_entropy", "train_entropy", "pool_entropy", "selected_entropy",
               "collapse_t", "collapse_step", "gen_score", "heldout_score", "memorized_frac",
-              "unique_copied", "copy_frac", "fd_real", "fd_real_heldout", "probe_conf",
+              "unique_copied", "copy_frac", "fd_real", "fd_real_heldout", "sinkhorn",
+              "sinkhorn_heldout", "probe_conf",
               "real_probe_conf", "pixel_variance", "dino_train_entropy", "dino_pool_entropy",
               "dino_selected_entropy", "dino_collapse_t", "dino_collapse_step",
               "dino_gen_score", "dino_heldout_score", "dino_memorized_frac",
-              "dino_unique_copied", "dino_copy_frac", "fd_dino", "fd_dino_heldout", "fid",
+              "dino_unique_copied", "dino_copy_frac", "fd_dino", "fd_dino_heldout",
+              "dino_sinkhorn", "dino_sinkhorn_heldout", "fid",
               "precision", "recall")
 
 
