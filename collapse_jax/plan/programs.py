@@ -30,7 +30,8 @@ from collapse_jax.diffusion.step import (
 )
 from collapse_jax.encoders import dinov2, extract, inception
 from collapse_jax.errors import ConfigError
-from collapse_jax.kernels import knn, ring, selection
+from collapse_jax.kernels import excess, knn, ring, selection
+from collapse_jax.metrics.collapse_time import GRID
 from collapse_jax.models.unet import unet_from_config
 
 # (H, W, C) and classes of the datasets by name; images / ffhq take config.data.resolution.
@@ -255,6 +256,32 @@ def _entropy_program(name, n, d, dtype, mesh, calls):
                  note=f"{n} x {d} {jnp.dtype(dtype).name}, tiles of {b}")
 
 
+EXCESS_BLOCK = 512  # kernels.excess's default block, as metrics.collapse_time calls it
+
+
+def _collapse_time_program(space, n, m, d, dtype, mesh):
+  """A pass of the collapse time's kernel (`kernels.excess`) on an abstract training set
+  and m queries at GRID times; two passes per generation and space."""
+  x, q = _rows(n, d, mesh, dtype), _rows(m, d, mesh, dtype)
+  ts = _like(jax.ShapeDtypeStruct((GRID,), jnp.float32), mesh)
+  b = min(EXCESS_BLOCK, n, m)
+  m_ = None if mesh.size == 1 else mesh
+  fn = jax.jit(lambda q, x, ts, key: excess._per_query(
+      q, x, ts, key, block_size=b, scale=1.0, shift=0.0, exclude_self=False, n_base=n,
+      mesh=m_))
+  qt, xt = jax.ShapeDtypeStruct((b, d), dtype), jax.ShapeDtypeStruct((b, d), dtype)
+  tile = jax.jit(lambda q, x, ts, key: excess._per_query(
+      q, x, ts, key, block_size=b, scale=1.0, shift=0.0, exclude_self=False, n_base=b,
+      mesh=None))
+  key = jax.eval_shape(lambda: jax.random.key(0))
+  unit = Program("excess tile", tile, (qt, xt, jax.ShapeDtypeStruct((GRID,), jnp.float32),
+                                       key), calls=0)
+  tiles = math.ceil(q.shape[0] / b) * math.ceil(x.shape[0] / b)
+  return Program(f"collapse time {space}", fn, (q, x, ts, _key(mesh)), calls=2, unit=unit,
+                 trips=tiles, note=f"{m} queries x {n} rows x {d} {jnp.dtype(dtype).name}, "
+                 f"{GRID} times")
+
+
 def _selection_program(kind, n, d, dtype, n_select, mesh, used):
   """The loop's selection kernel (`kernels.selection._run`, what greedy_select and
   threshold_decay_select call after their host-side checks) on an abstract pool."""
@@ -290,14 +317,17 @@ def feature_dtype(space: str):
 
 
 def kernel_programs(config, mesh: Mesh) -> list[Program]:
-  """kNN entropy on the pool and the training set (and the selected set), per feature
-  space; greedy and threshold selection on the pool in the selection space."""
+  """kNN entropy on the pool and the training set (and the selected set) and the training
+  set's collapse time, per feature space; greedy and threshold selection on the pool in
+  the selection space."""
   s = sizes(config)
   out = []
   for space, d in feature_dims(config).items():
     dtype = feature_dtype(space)
     out.append(_entropy_program(f"entropy {space} (pool)", s["pool"], d, dtype, mesh, calls=1))
     out.append(_entropy_program(f"entropy {space} (train)", s["n"], d, dtype, mesh, calls=2))
+    out.append(_collapse_time_program(space, s["n"], min(s["n"], config.loop.gen_score_samples),
+                                      d, dtype, mesh))
   space = "dinov2" if config.features == "dinov2" else "pixels"
   d, dtype = feature_dims(config)[space], feature_dtype(space)
   chosen = config.loop.selection

@@ -58,8 +58,8 @@ def test_every_program_compiles_and_is_bounded(target):
   assert plan["errors"] == []
   names = [p["name"] for p in plan["programs"]]
   assert names[:2] == ["train step", "sampler (ddim, 50 steps)"]
-  assert {"entropy pixels (pool)", "entropy pixels (train)", "greedy selection",
-          "threshold selection"} <= set(names)
+  assert {"entropy pixels (pool)", "entropy pixels (train)", "collapse time pixels",
+          "greedy selection", "threshold selection"} <= set(names)
   assert plan["devices"] == targets.parse(target).num_devices
   for p in plan["programs"]:
     assert p["compile_s"] > 0 and p["memory"]["total"] > 0, p["name"]
@@ -85,6 +85,8 @@ def test_kernels_keep_full_float32_in_the_optimized_hlo(target):
     rows = 256 if "train" in name else 512
     devices = planned(target)["devices"]
     assert rows * 64 // devices <= progs[name]["memory"]["argument"] < rows * 64, name
+  # The collapse time's kernel: noise (float32) against rows, at HIGHEST too.
+  assert progs["collapse time pixels"]["reduced_products"] == 0
   assert progs["train step"]["reduced_products"] > 0
   assert "float32 products at the target's reduced default precision" in report.markdown(
       planned(target))
