@@ -42,6 +42,17 @@ def _abs_interval(e: aggregate.Estimate) -> tuple[float, float]:
   return tuple(sorted((abs(e.lo), abs(e.hi))))
 
 
+def _signs(est: dict[str, aggregate.Estimate]) -> str:
+  """What the signs say: r > 0 means sets with the larger value had models that
+  generalized more."""
+  words = []
+  for key, label in (("collapse_t", "t_C"), ("train_entropy", "KL entropy")):
+    r = est[key].mean
+    if math.isfinite(r):
+      words.append(f"a larger {label} went with {'more' if r > 0 else 'less'} generalization")
+  return ("Signs: " + "; ".join(words) + ".") if words else ""
+
+
 def _verdict(est: dict[str, aggregate.Estimate]) -> str:
   """A larger |r| predicts better; the intervals of |r| say whether the data can tell."""
   e, t = est["train_entropy"], est["collapse_t"]
@@ -84,4 +95,4 @@ def write(runs_by_name: dict[str, list[list[dict]]], out_dir: str,
   fig.tight_layout()
   fig.savefig(os.path.join(out_dir, name), dpi=110)
   plt.close(fig)
-  return lines + ["", _verdict(est), "", f"![prediction]({name})"]
+  return lines + ["", f"{_verdict(est)} {_signs(est)}".strip(), "", f"![prediction]({name})"]
