@@ -14,7 +14,7 @@ from jax.sharding import Mesh
 
 from collapse_jax import checkpoint, chips, preemption, sharding
 from collapse_jax.data.pipeline import batch_at_step, batch_rows, make_batch_dataset
-from collapse_jax.diffusion.schedule import linear_schedule
+from collapse_jax.diffusion.schedule import schedule_from_config
 from collapse_jax.diffusion.state import TrainState, lr_schedule, make_optimizer
 from collapse_jax.diffusion.step import (
   compiled_train_step,
@@ -39,11 +39,6 @@ class TrainMetrics(clu_metrics.Collection):
   loss: clu_metrics.Average.from_output("loss")
   grad_norm: clu_metrics.Average.from_output("grad_norm")
   param_norm: clu_metrics.LastValue.from_output("param_norm")
-
-
-def schedule_from_config(config):
-  d = config.diffusion
-  return linear_schedule(d.num_steps, d.beta_start, d.beta_end)
 
 
 @functools.cache

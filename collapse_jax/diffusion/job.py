@@ -8,8 +8,9 @@ import jax
 import numpy as np
 
 from collapse_jax import config_lib, platform
-from collapse_jax.diffusion.fit import fit, schedule_from_config
+from collapse_jax.diffusion.fit import fit
 from collapse_jax.diffusion.generate import generate
+from collapse_jax.diffusion.schedule import schedule_from_config
 from collapse_jax.errors import ConfigError
 from collapse_jax.images import save_grid
 from collapse_jax.models.unet import unet_from_config

@@ -33,6 +33,12 @@ def linear_schedule(
   return Schedule(betas=betas, alphas_cumprod=jnp.cumprod(1.0 - betas))
 
 
+def schedule_from_config(config) -> Schedule:
+  """config.diffusion's schedule (linear betas)."""
+  d = config.diffusion
+  return linear_schedule(d.num_steps, d.beta_start, d.beta_end)
+
+
 def _bcast(values: jax.Array, t: jax.Array, ndim: int) -> jax.Array:
   return values[t].reshape(t.shape + (1,) * (ndim - t.ndim))
 

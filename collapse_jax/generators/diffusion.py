@@ -15,8 +15,9 @@ from jax.experimental import multihost_utils
 
 from collapse_jax import config_lib
 from collapse_jax.data.sets import ImageSet
-from collapse_jax.diffusion.fit import fit, schedule_from_config
+from collapse_jax.diffusion.fit import fit
 from collapse_jax.diffusion.generate import generate
+from collapse_jax.diffusion.schedule import schedule_from_config
 from collapse_jax.generators.base import Fitted
 from collapse_jax.models.mlp import mlp_from_config
 from collapse_jax.models.unet import unet_from_config

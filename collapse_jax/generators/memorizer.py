@@ -17,8 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from collapse_jax.data.sets import ImageSet
-from collapse_jax.diffusion.fit import schedule_from_config
-from collapse_jax.diffusion.schedule import linear_schedule
+from collapse_jax.diffusion.schedule import linear_schedule, schedule_from_config
 from collapse_jax.generators.base import Fitted, flat, to_model
 from collapse_jax.generators.diffusion import sample_denoiser
 from collapse_jax.sharding import put_replicated, replicated

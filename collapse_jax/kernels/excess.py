@@ -31,7 +31,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from collapse_jax import precision
-from collapse_jax.kernels.knn import _check, _pad_rows, sq_dists
+from collapse_jax.kernels.knn import _check, _pad_rows, excluded, sq_dists
 from collapse_jax.kernels.ring import ring_rounds
 
 _NEG = -jnp.inf
@@ -81,11 +81,7 @@ def _lse_rows(q, z, x, ts, carry, *, block_size, scale, shift, q_ids, x_offset, 
 
     def base_block(c, bi):
       xb = lax.dynamic_slice_in_dim(xp, bi * bb, bb)
-      local = bi * bb + jnp.arange(bb)
-      ids = x_offset + local
-      mask = ((local >= n) | (ids >= n_valid))[None, :]
-      if q_idp is not None:
-        mask = mask | (lax.dynamic_slice_in_dim(q_idp, qi * bq, bq)[:, None] == ids[None, :])
+      mask = excluded(bi, bb, n, x_offset, n_valid, q_idp, qi, bq)
       return _merge(c, *_tile(qb, zb, zqb, xb, mask, ts, scale, shift)), None
 
     out, _ = lax.scan(base_block, (big, total), jnp.arange(xp.shape[0] // bb))

@@ -92,6 +92,20 @@ def _finish(q, x, d2, idx, recompute: bool):
   return jnp.sqrt(d2), idx
 
 
+def excluded(bi, bb: int, n: int, x_offset, n_valid, q_idp, qi, bq: int) -> jax.Array:
+  """Which rows of base block `bi` (of `bb` rows) a tile of query block `qi` (of `bq`) must
+  not use, (1 or bq, bb): padding (row >= n), ids x_offset + row >= `n_valid` (None: no
+  such bound), and each query's own id from the padded `q_idp` (None: no self-match)."""
+  local = bi * bb + jnp.arange(bb)
+  ids = x_offset + local
+  mask = (local >= n)[None, :]
+  if n_valid is not None:
+    mask = mask | (ids >= n_valid)[None, :]
+  if q_idp is not None:
+    mask = mask | (lax.dynamic_slice_in_dim(q_idp, qi * bq, bq)[:, None] == ids[None, :])
+  return mask
+
+
 def search(q, x, k: int, *, block_size: int, q_ids=None, x_offset=0, n_valid=None,
            approx: bool = False) -> tuple[jax.Array, jax.Array]:
   """The blockwise search, traced inside a caller's jit: per row of `q`, the k smallest
@@ -109,13 +123,7 @@ def search(q, x, k: int, *, block_size: int, q_ids=None, x_offset=0, n_valid=Non
 
     def base_block(carry, bi):
       xb = lax.dynamic_slice_in_dim(xp, bi * bb, bb)
-      local = bi * bb + jnp.arange(bb)
-      ids = x_offset + local
-      mask = (local >= n)[None, :]
-      if n_valid is not None:
-        mask = mask | (ids >= n_valid)[None, :]
-      if q_idp is not None:
-        mask = mask | (lax.dynamic_slice_in_dim(q_idp, qi * bq, bq)[:, None] == ids[None, :])
+      mask = excluded(bi, bb, n, x_offset, n_valid, q_idp, qi, bq)
       d2 = jnp.where(mask, _BIG, sq_dists(qb, xb))
       vals, cols = _smallest_k(d2, min(k, bb), approx)
       cand_d = jnp.full((bq, k), _BIG).at[:, : vals.shape[1]].set(vals)

@@ -7,7 +7,7 @@ import logging
 import jax
 import jax.numpy as jnp
 
-from collapse_jax.diffusion.schedule import linear_schedule
+from collapse_jax.diffusion.schedule import schedule_from_config
 from collapse_jax.metrics import collapse, probe, sinkhorn
 from collapse_jax.metrics.collapse_time import collapse_time
 from collapse_jax.metrics.precision_recall import precision_recall
@@ -23,8 +23,7 @@ def collapse_metrics(prefix, f_train, real_stats, gen: int, config, mesh) -> dic
   rows; later sets come from a model whose other draws are not kept (vanilla's pool is the
   set), so each of the set's first rows is held out of its own sum (leave-one-out: exact
   for i.i.d. rows; both agree to ~1-2% on Gaussian data, tests/test_collapse_time.py)."""
-  d = config.diffusion
-  alphas = linear_schedule(d.num_steps, d.beta_start, d.beta_end).alphas_cumprod
+  alphas = schedule_from_config(config).alphas_cumprod
   scale, shift = (1 / 127.5, -1.0) if f_train.dtype == jnp.uint8 else (1.0, 0.0)
   m = config.loop.gen_score_samples
   held = real_stats.heldout

@@ -17,6 +17,7 @@ import numpy as np
 from ott.geometry import pointcloud
 from ott.tools import sinkhorn_divergence as sd
 
+from collapse_jax.metrics import collapse
 from collapse_jax.sharding import to_host
 
 RELATIVE_EPSILON = 0.05  # eps as a share of the real rows' mean squared pair distance
@@ -25,8 +26,7 @@ RELATIVE_EPSILON = 0.05  # eps as a share of the real rows' mean squared pair di
 def epsilon_for(real, relative: float = RELATIVE_EPSILON) -> float:
   """`relative` x the mean squared distance between two real rows (2 x their total
   variance): the entropic blur on the data's own scale, fixed once per run and space."""
-  x = jnp.asarray(real).astype(jnp.float32)
-  return float(relative * 2.0 * to_host(jnp.sum(jnp.var(x, axis=0, ddof=1))))
+  return relative * 2.0 * collapse.pixel_variance(real)
 
 
 def sinkhorn_divergence(x, y, epsilon: float, *, max_iterations: int = 2000,

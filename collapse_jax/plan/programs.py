@@ -20,7 +20,7 @@ from jax.sharding import PartitionSpec as P
 
 from collapse_jax import sharding
 from collapse_jax.diffusion import generate
-from collapse_jax.diffusion.fit import schedule_from_config
+from collapse_jax.diffusion.schedule import schedule_from_config
 from collapse_jax.diffusion.state import make_optimizer
 from collapse_jax.diffusion.step import (
     compiled_train_step,
