@@ -21,7 +21,7 @@ WORKERS ?= 2
 
 AOT := .venv-aot
 
-.PHONY: run test test-slow test-min ci lint setup aot-setup min-setup bench clean python
+.PHONY: run fashion test test-slow test-min ci lint setup aot-setup min-setup bench clean python
 
 python:
 	@test -n "$(PY)" || { echo "error: no Python >= 3.12 found (jax >= 0.11 needs it): install \
@@ -57,6 +57,16 @@ min-setup: $(MIN)/bin/activate
 run: setup
 	$(BIN)/python scripts/arms.py --config configs/digits.py --arms vanilla,greedy,threshold \
 	    --workdir $(WORKDIR) $(ARGS)
+
+# The second real dataset: Fashion-MNIST from Debian's dataset-fashion-mnist (IDX files under
+# /usr/share/datasets/fashion-mnist), vanilla at 16x16, ~55 min on a 2-core CPU.
+FASHION_DIR ?= /usr/share/datasets/fashion-mnist
+fashion: setup
+	@test -d $(FASHION_DIR) || { echo "error: no Fashion-MNIST at $(FASHION_DIR): install it \
+	with 'sudo apt-get install dataset-fashion-mnist', or run make fashion FASHION_DIR=<a \
+	directory of its IDX files>" >&2; exit 2; }
+	$(BIN)/python scripts/recursive.py --config configs/fashion_mnist.py \
+	    --workdir runs/fashion --config.data.path=$(FASHION_DIR) $(ARGS)
 
 # Every module's tests, the slow end-to-end ones left to `make test-slow` (and CI).
 test: setup aot-setup

@@ -90,8 +90,9 @@ def base_config() -> ml_collections.ConfigDict:
       batch_size=1024,
       num_images=64,  # scripts/train.py: images written after training
   )
-  # The space of selection (and of the headline entropy / generalization score):
-  # "pixels" or "dinov2". DINOv2 metrics are reported too whenever its weights are given.
+  # The space of selection: "pixels", "dinov2" (its weights below) or "learned" (a small CNN
+  # trained on the held-out labelled real images). Each space's metrics are reported whenever
+  # it is available, whichever selects.
   c.features = "pixels"
   c.features_weights = ""  # local HF facebook/dinov2-small dir or converted .msgpack
   c.eval = dict(
@@ -100,6 +101,9 @@ def base_config() -> ml_collections.ConfigDict:
       batch_size=256,  # images per encoder call (split over the devices)
       pr_k=3,  # precision/recall neighbourhood size (Kynkaanniemi et al.)
       pr_samples=10_000,  # precision/recall on at most this many real and generated images
+      # A small CNN trained on the held-out labelled real images (encoders/learned.py): its
+      # space's entropy, gen score and FD in every row (learned_*), when such images exist.
+      learned=True,
   )
   c.mesh = dict(data=-1, fsdp=1)  # -1: the devices left over
   # A run whose least compute time on the platform found is over an hour (plan/budget.py)
@@ -346,7 +350,7 @@ LOOP_CHOICES = {
     "paradigm": ("replace", "accumulate", "accumulate_all", "fresh"),
     "selection": LOOP_SELECTIONS,
 }
-FEATURE_SPACES = ("pixels", "dinov2")
+FEATURE_SPACES = ("pixels", "dinov2", "learned")
 
 
 def validate_features(config) -> None:

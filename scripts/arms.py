@@ -6,8 +6,13 @@ them: `make run` is this script on configs/digits.py.
 
 Arm `vanilla` is the config as given; other arms add their name to its variants (`greedy`
 runs `configs/digits.py:greedy`, and with `--config configs/digits.py:smoke` it runs
-`configs/digits.py:smoke,greedy`). Extra `--config.*` flags go to every arm. Re-running the
-same command resumes killed runs and skips finished ones.
+`configs/digits.py:smoke,greedy`); `+` joins variants in one arm (`greedy+learned` selects
+greedily in the learned feature space). Extra `--config.*` flags go to every arm.
+Re-running the same command resumes killed runs and skips finished ones.
+
+`--seeds 0,1,2,3,4` repeats the comparison at each seed (workdir/seed=K/, one seed after
+another), then writes workdir/seeds.md: each arm against vanilla with intervals over the
+seeds, paired by seed (collapse_jax/study/seeds.py).
 
 Generation 1 trains on the real set, identically in every arm: the first arm trains it
 alone (on all the cores), the others start once it is saved and adopt it
@@ -30,6 +35,7 @@ import sys
 
 from collapse_jax.generators.diffusion import first_model_checkpoint
 from collapse_jax.preemption import REQUEUE_EXIT
+from collapse_jax.study import seeds as seeds_report
 from collapse_jax.study.comparison import write_comparison
 from collapse_jax.study.launch import Place, Stopped, places_for, run_jobs
 
@@ -55,15 +61,34 @@ def main():
                       help="add the memorizer arm (the memorization limit) to the comparison")
   parser.add_argument("--devices", default="auto",
                       help="auto, cpu (share the cores), or gpu:N / tpu:N / cpu:N to split")
+  parser.add_argument("--seeds", default="",
+                      help="comma-separated seeds: the comparison at each, then seeds.md")
   args, overrides = parser.parse_known_args()
   arms = args.arms.split(",") + (["memorizer"] if args.limit else [])
-  workdirs = {arm: os.path.join(args.workdir, arm) for arm in arms}
+  if not args.seeds:
+    return compare_arms(args, arms, args.workdir, overrides)
+  try:
+    seeds = [int(s) for s in args.seeds.split(",")]
+  except ValueError:
+    raise SystemExit(f"error: --seeds={args.seeds}: give integers, e.g. --seeds 0,1,2") \
+        from None
+  for i, seed in enumerate(seeds):
+    print(f"seed {seed} ({i + 1} of {len(seeds)})", flush=True)
+    compare_arms(args, arms, os.path.join(args.workdir, f"seed={seed}"),
+                 [*overrides, f"--config.seed={seed}"])
+  print(f"wrote {seeds_report.write(args.workdir)}")
+
+
+def compare_arms(args, arms: list[str], root: str, overrides: list[str]) -> None:
+  """Runs the arms side by side in root/<arm>/, then root/compare.md."""
+  workdirs = {arm: os.path.join(root, arm) for arm in arms}
   first = next(iter(workdirs.values()))
   jobs = {}
   for arm, workdir in workdirs.items():
     config = args.config
     if arm not in ("vanilla", "memorizer"):
-      config += f",{arm}" if ":" in config else f":{arm}"
+      variants = arm.replace("+", ",")
+      config += f",{variants}" if ":" in config else f":{variants}"
     jobs[arm] = [sys.executable, SCRIPT, "--config", config, "--workdir", workdir, *overrides]
     if arm == "memorizer":
       jobs[arm].append("--config.model.kind=memorizer")
@@ -74,7 +99,7 @@ def main():
   try:
     places = places_for(args.devices, args.config, overrides, len(jobs),
                         [Place()] * len(jobs))
-    run_jobs(jobs, places, os.path.join(args.workdir, "logs"), wait_for=wait)
+    run_jobs(jobs, places, os.path.join(root, "logs"), wait_for=wait)
   except ValueError as e:
     raise SystemExit(f"error: {e}") from None
   except Stopped as e:
@@ -82,7 +107,7 @@ def main():
     raise SystemExit(REQUEUE_EXIT) from None
   except RuntimeError as e:
     raise SystemExit(f"arms failed: {e}") from None
-  print(f"wrote {write_comparison(list(workdirs.values()), args.workdir)}")
+  print(f"wrote {write_comparison(list(workdirs.values()), root)}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import pytest
 from scipy import linalg
 
 from collapse_jax import sharding
@@ -87,7 +88,7 @@ def _novelty_numpy(gen, train, pixel_mse, max_samples, copy_threshold):
   score = np.mean(order[:, 0] ** 2 / gen.shape[1]) if pixel_mse else np.mean(order[:, 0])
   n = len(train)
   return {"gen_score": score, "memorized_frac": np.mean(order[:, 0] < order[:, 1] / 3),
-          "unique_copied": len(np.unique(d[:n].argmin(1))) / n,
+          "unique_copied": len(np.unique(d[:n].argmin(1))) / len(d[:n]),
           "copy_frac": np.mean(order[:, 0] < copy_threshold)}
 
 
@@ -114,7 +115,7 @@ def test_memorization_measures_match_brute_force_sharded_and_not(rng):
       for key in ("memorized_frac", "unique_copied", "copy_frac"):
         assert got[key] == want[key], key
   assert _novelty_numpy(gen, train, True, 1000, 0)["memorized_frac"] == 40 / 96
-  assert _novelty_numpy(gen, train, True, 40, 0)["unique_copied"] == len(np.unique(copies)) / 64
+  assert _novelty_numpy(gen, train, True, 40, 0)["unique_copied"] == len(np.unique(copies)) / 40
   # The 40 near-copies (noise ~2 per pixel, ~14 in all) and nothing else are copies at a
   # threshold of a third of the uniform points' spacing (~200 / 3).
   assert _novelty_numpy(gen, train, True, 1000, np.median(d_held) / 3)["copy_frac"] == 40 / 96
@@ -127,3 +128,18 @@ def test_unique_copied_counts_at_most_n_samples():
   gen = np.concatenate([train[[0, 0, 1, 1]], train[[2, 3, 2, 3]]])  # first N copy 2 images
   assert collapse.novelty(gen, train, pixel_mse=True)["unique_copied"] == 0.5
   assert collapse.novelty(gen, train, pixel_mse=True)["memorized_frac"] == 1.0
+
+
+def test_unique_copied_reaches_one_at_any_training_set_size(rng):
+  """At N = 4,096 with 50 samples scored: 1.0 when each copies a different training row,
+  1/50 when all copy one; the old count over N could not pass 50 / 4,096."""
+  train = rng.normal(0, 100, (4096, 16)).astype(np.float32)
+  rows = rng.choice(4096, 50, replace=False)
+  distinct = train[rows] + rng.normal(0, 0.1, (50, 16)).astype(np.float32)
+  same = train[rows[:1]] + rng.normal(0, 0.1, (50, 16)).astype(np.float32)
+  for gen, want in ((distinct, 1.0), (same, 1 / 50)):
+    got = collapse.novelty(gen, train, pixel_mse=True, max_samples=1000)["unique_copied"]
+    assert got == pytest.approx(want)
+  half = np.concatenate([distinct[:25], same[:25]])  # the second 25 copy rows[0] again
+  got = collapse.novelty(half, train, pixel_mse=True, max_samples=1000)["unique_copied"]
+  assert got == pytest.approx(25 / 50)

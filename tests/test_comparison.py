@@ -38,7 +38,7 @@ def test_report_opens_with_the_verdict_measured_on_the_runs(tmp_path):
   text = (tmp_path / "cmp" / "compare.md").read_text()
   assert text.index("## Verdict") < text.index("## vanilla")
   assert "7 of 8 claims hold" in text and "Smoke-sized" not in text
-  assert "| greedy keeps memorized_frac lower than vanilla at generation 3 | 0.3 vs 0.2 | " \
+  assert "| greedy keeps memorized_frac lower than vanilla's at generation 3 | 0.3 vs 0.2 | " \
          "**does not hold** |" in text
   assert "800 -> 500 -> 300 (ratio 0.38)" in text
   for name in ("samples_first_last.png", "entropy.png", "memorization.png", "gen_score.png"):

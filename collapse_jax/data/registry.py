@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from collapse_jax.data import sources, synthetic
+from collapse_jax.data import idx, sources, synthetic
 from collapse_jax.data.digits import load_digits
 from collapse_jax.errors import ConfigError, DataPathError
 from collapse_jax.images import from_uint8
@@ -87,6 +87,39 @@ def _tfds(name: str, pad_to: int = 0):
   return load
 
 
+FASHION_MNIST_PATH = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
+
+
+def _idx_files(default_path: str = "", install: str = ""):
+  """An IDX dataset directory (MNIST's file names): config.data.path, else `default_path`.
+  Images are resized to config.data.resolution, or (when it is 0) zero-padded to 32 x 32 if
+  smaller (28 -> 32, as mnist), so that the UNet halves them evenly."""
+
+  def load(config) -> Dataset:
+    d = config.data
+    root = d.path or default_path
+    if not root:
+      raise DataPathError(f"config.data.name={d.name!r} reads IDX files: set config.data.path "
+                          "to a directory of {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz].")
+    if not os.path.isdir(root):
+      raise DataPathError(f"config.data.path={root} does not exist{install}; or point "
+                          "config.data.path at a directory of its IDX files.")
+    images, labels = idx.read_idx_split(root, d.split)
+    if d.max_examples:
+      images = images[:d.max_examples]
+      labels = None if labels is None else labels[:d.max_examples]
+    if d.resolution:
+      images = np.stack([sources.resize_square(im, d.resolution) for im in images])
+    elif images.shape[1] < 32:
+      lo = (32 - images.shape[1]) // 2
+      pad = (lo, 32 - images.shape[1] - lo)
+      images = np.pad(images, ((0, 0), pad, pad, (0, 0)))
+    classes = int(labels.max()) + 1 if labels is not None else 0
+    return Dataset(from_uint8(images), labels, classes)
+
+  return load
+
+
 def _local_images(config) -> Dataset:
   """A folder of image files, or array_record files of encoded images (config.data.path)."""
   d = config.data
@@ -124,6 +157,9 @@ _LOADERS = {
     "digits": _digits,
     "mnist": _tfds("mnist", pad_to=32),  # 28x28 -> 32x32 so the UNet halves evenly
     "cifar10": _tfds("cifar10"),
+    "fashion_mnist": _idx_files(FASHION_MNIST_PATH, " (Debian ships Fashion-MNIST there: "
+                                "`sudo apt-get install dataset-fashion-mnist`)"),
+    "idx": _idx_files(),  # MNIST-format files of your own under config.data.path
     "ffhq": _local_images,
     "images": _local_images,
     "gaussian": _gaussian,  # vector data (config.data.dim, ...), drawn from config.data.seed

@@ -1,4 +1,5 @@
-"""Feature spaces of the loop: raw pixels, DINOv2 CLS and FID Inception pool3.
+"""Feature spaces of the loop: raw pixels, DINOv2 CLS, FID Inception pool3, and the learned
+space (a small CNN trained on the held-out real images, encoders/learned.py).
 
 `Embedder` maps uint8 images to rows in a named space (uint8 pixels, float encoder
 features). Encoders load lazily from
@@ -15,15 +16,18 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from collapse_jax.encoders.extract import extract
+from collapse_jax.encoders.extract import Encoder, extract
+from collapse_jax.encoders.learned import train_learned_encoder
 from collapse_jax.encoders.load import load_encoder
+from collapse_jax.metrics.collapse import gaussian_stats
 from collapse_jax.sharding import put_rows, to_host
 
 log = logging.getLogger(__name__)
 
-SPACES = ("pixels", "dinov2", "inception")
+SPACES = ("pixels", "dinov2", "inception", "learned")
 
 
 def pixels(images):
@@ -75,6 +79,7 @@ class Embedder:
   dtype: str = "float32"
   batch_size: int = 256
   cache_dir: str = ""
+  learned: Encoder | None = None  # set by `fit_learned` when the run has labelled held-out rows
   _encoders: dict = dataclasses.field(default_factory=dict)
   _memo: dict = dataclasses.field(default_factory=dict)  # (space, fingerprint) -> features
 
@@ -87,7 +92,17 @@ class Embedder:
     return self.dinov2_weights if space == "dinov2" else self.inception_weights
 
   def has(self, space: str) -> bool:
+    if space == "learned":
+      return self.learned is not None
     return space == "pixels" or bool(self._weights(space))
+
+  def fit_learned(self, heldout, seed: int) -> None:
+    """Trains (or reads from the workdir cache) the learned space's encoder on the held-out
+    real images and labels; every process uses process 0's parameters."""
+    enc = train_learned_encoder(to_host(heldout.images), heldout.labels, seed, self.cache_dir)
+    if jax.process_count() > 1:
+      enc = dataclasses.replace(enc, params=multihost_utils.broadcast_one_to_all(enc.params))
+    self.learned = enc
 
   def __call__(self, space: str, images):
     """Features (N, D) of uint8 images (uint8 pixels, float encoder features), split by
@@ -101,19 +116,41 @@ class Embedder:
     if key in self._memo:
       self._memo[key] = self._memo.pop(key)  # most recently used last
       return self._memo[key]
-    if space not in self._encoders:
+    if space == "learned":
+      self._encoders[space] = self.learned
+    elif space not in self._encoders:
       self._encoders[space] = load_encoder(space, self._weights(space), self.dtype)
     self._memo[key] = extract(self._encoders[space], images, self.mesh, self.batch_size)
     while len(self._memo) > MEMO_SIZE:
       self._memo.pop(next(iter(self._memo)))
     return self._memo[key]
 
+  def cached_stats(self, space: str, images) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, covariance) of a fixed set's features (a dataset's full real split), read
+    from or written to the disk cache: one file per set and space, computed once."""
+    fp = fingerprint(images)
+    tag = self.learned.name if space == "learned" else space
+    path = os.path.join(self.cache_dir, f"{tag}_stats_{fp}.npz") if self.cache_dir else ""
+    if path and os.path.exists(path):
+      with np.load(path) as f:
+        log.info("full real split's %s statistics from %s", space, path)
+        return f["mean"], f["cov"]
+    feats = pixels(images) if space == "pixels" else self._encoded(space, images, fp)
+    self._memo.pop((space, fp), None)  # a one-off: not kept beside the loop's sets
+    mu, cov = gaussian_stats(feats)
+    if path and jax.process_index() == 0:
+      os.makedirs(self.cache_dir, exist_ok=True)
+      np.savez(f"{path}.tmp.npz", mean=mu, cov=cov)
+      os.replace(f"{path}.tmp.npz", path)
+    return mu, cov
+
   def cached(self, space: str, images):
     """Features of a fixed set (the real data), read from or written to the disk cache."""
     if space == "pixels" or not self.cache_dir:
       return self(space, images)
     fp = fingerprint(images)
-    path = os.path.join(self.cache_dir, f"{space}_{fp}.npy")
+    tag = self.learned.name if space == "learned" else space  # keyed by the encoder's data
+    path = os.path.join(self.cache_dir, f"{tag}_{fp}.npy")
     if os.path.exists(path):
       log.info("real %s features from %s", space, path)
       return put_rows(np.load(path), self.mesh)  # placed as freshly extracted ones are

@@ -46,7 +46,10 @@ def _space_metrics(prefix, fd_key, f_train, f_pool, f_next, real_stats, mesh, pi
       f"{prefix}train_entropy": collapse.entropy(f_train, mesh),
       f"{prefix}pool_entropy": collapse.entropy(f_pool, mesh),
       f"{prefix}selected_entropy": collapse.entropy(f_next, mesh),
+      # FD as everywhere else: to the dataset's full real split; and to the N-image subset
       fd_key: collapse.frechet_distance(mu_p, s_p, real_stats.mean, real_stats.cov),
+      f"{fd_key}_subset": collapse.frechet_distance(mu_p, s_p, real_stats.subset_mean,
+                                                    real_stats.subset_cov),
   }
   scores = collapse.novelty(f_pool, f_train, pixel_mse=pixel_mse,
                             max_samples=lc.gen_score_samples,
@@ -59,13 +62,15 @@ def _space_metrics(prefix, fd_key, f_train, f_pool, f_next, real_stats, mesh, pi
   row[f"{prefix}heldout_score"] = real_stats.heldout_score
   row[f"{prefix}copy_threshold"] = real_stats.copy_threshold
   row[f"{fd_key}_heldout"] = real_stats.heldout_fd
+  row[f"{fd_key}_subset_heldout"] = real_stats.heldout_subset_fd
   return row
 
 
 def generation_metrics(gen, current, pool, nxt, real_stats, config, embed, mesh) -> dict:
   """The paper's measures for generation `gen` (model trained on `current`, sampled `pool`):
-  entropy / generalization score / FD in pixels, and in DINOv2 space, FID and precision /
-  recall wherever the encoder weights are given. `real_stats` holds the real set's cached
+  entropy / generalization score / FD in pixels, in the learned space where the run has one
+  (learned_*), in DINOv2 space, FID and precision / recall wherever the encoder weights are
+  given. `real_stats` holds the real set's cached
   per-space statistics."""
   lc = config.loop
   row = {"generation": gen, "train_size": len(current)}
@@ -79,16 +84,20 @@ def generation_metrics(gen, current, pool, nxt, real_stats, config, embed, mesh)
   if "probe" in real_stats:  # sample quality: clean samples get the real images' confidence
     judge, row["real_probe_conf"] = real_stats["probe"]
     row["probe_conf"] = probe.confidence(judge, to_host(f_pool[:lc.gen_score_samples]))
-  if embed.has("dinov2"):
-    f_train = embed("dinov2", current.images)
-    row |= _space_metrics("dino_", "fd_dino", f_train, embed("dinov2", pool.images),
-                          embed("dinov2", nxt.images), real_stats["dinov2"], mesh, False, lc)
-    row |= collapse_metrics("dino_", f_train, real_stats["dinov2"], gen, config, mesh)
+  for space, prefix, fd_key in (("dinov2", "dino_", "fd_dino"),
+                                ("learned", "learned_", "fd_learned")):
+    if embed.has(space):
+      f_train = embed(space, current.images)
+      row |= _space_metrics(prefix, fd_key, f_train, embed(space, pool.images),
+                            embed(space, nxt.images), real_stats[space], mesh, False, lc)
+      row |= collapse_metrics(prefix, f_train, real_stats[space], gen, config, mesh)
   if embed.has("inception"):
     f_pool = embed("inception", pool.images)
     real_inc = real_stats["inception"]
-    row["fid"] = collapse.frechet_distance(*collapse.gaussian_stats(f_pool), real_inc.mean,
-                                           real_inc.cov)
+    pool_stats = collapse.gaussian_stats(f_pool)
+    row["fid"] = collapse.frechet_distance(*pool_stats, real_inc.mean, real_inc.cov)
+    row["fid_subset"] = collapse.frechet_distance(*pool_stats, real_inc.subset_mean,
+                                                  real_inc.subset_cov)
     m = config.eval.pr_samples
     row["precision"], row["recall"] = precision_recall(real_inc.features[:m],
                                                        f_pool[:m], config.eval.pr_k)
@@ -104,8 +113,9 @@ def log_row(prefix: str, row: dict) -> None:
            row["train_entropy"], row["pool_entropy"], row["selected_entropy"],
            row["collapse_t"], row["collapse_step"], row["gen_score"], row["heldout_score"],
            row["copy_frac"], row["fd_real"])
-  extra = {k: row[k] for k in ("model_entropy", "dino_train_entropy", "dino_collapse_t",
-                               "dino_gen_score",
+  extra = {k: row[k] for k in ("model_entropy", "learned_train_entropy", "learned_gen_score",
+                               "fd_learned", "probe_conf", "dino_train_entropy",
+                               "dino_collapse_t", "dino_gen_score",
                                "fd_dino", "fid", "precision", "recall") if k in row}
   if extra:
     log.info("%s%s", prefix, " | ".join(f"{k} {v:.3g}" for k, v in extra.items()))

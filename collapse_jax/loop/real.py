@@ -49,37 +49,51 @@ def split_real(ds, lc, seed: int, conditional: bool, mesh) -> tuple[ImageSet, Im
   return image_set(parts[0], conditional), image_set(parts[1], True)
 
 
-class RealStats(NamedTuple):
-  """The real training set's statistics in one feature space (`real_statistics`)."""
+def full_split(ds, mesh) -> jax.Array:
+  """The dataset's whole real split as loaded (uint8 images or float32 vectors) on the mesh,
+  split by rows: the reference statistics of FD and FID."""
+  rows = to_uint8(ds.images) if ds.is_image else ds.images.astype(np.float32)
+  return put_rows(rows, mesh)
 
-  mean: np.ndarray
+
+class RealStats(NamedTuple):
+  """The real data's statistics in one feature space (`real_statistics`)."""
+
+  mean: np.ndarray  # the dataset's full real split (what FID means): fd_real, fd_dino, fid
   cov: np.ndarray
-  features: jax.Array
+  subset_mean: np.ndarray  # the loop's N-image real training set: fd_real_subset, ...
+  subset_cov: np.ndarray
+  features: jax.Array  # the N-image training set's
   heldout_score: float
   copy_threshold: float
-  heldout_fd: float
+  heldout_fd: float  # held-out real rows' FD to the full split (the samples' reference)
+  heldout_subset_fd: float  # and to the N-image subset
   heldout: jax.Array | None  # up to gen_score_samples held-out rows (generation 1's t_C)
   sinkhorn_eps: float  # the Sinkhorn divergence's blur, from the real rows' scale
   heldout_sinkhorn: float  # held-out rows' divergence to the real set's: the reference
 
 
-def real_statistics(real: ImageSet, heldout: ImageSet, embed, lc) -> dict:
-  """Per space, a RealStats: the real training set's mean, covariance and features (cached
+def real_statistics(real: ImageSet, heldout: ImageSet, embed, lc, full=None) -> dict:
+  """Per space, a RealStats: the mean and covariance of the dataset's full real split
+  (`full`, uint8 rows; cached on disk per dataset and space, the reference of FD / FID as
+  everywhere else) and of the loop's N-image real training set; that set's features (cached
   on disk); the held-out real images' generalization score against it (NaN without any),
   the score new real data gets, which the samples' score is read against; the copy distance
-  `copy_frac` counts below, fixed from the same held-out images; and their FD to the real
-  set, the reference for the samples' (`fd_real_heldout`, `fd_dino_heldout`); and up to
-  gen_score_samples held-out rows, the queries of generation 1's collapse time, the
-  Sinkhorn divergence's blur and the held-out rows' divergence to the real rows. With held-out
-  labels, "probe" holds (a pixel-space classifier fit on them, its confidence on the real
-  training set): the judge of `probe_conf`."""
+  `copy_frac` counts below, fixed from the same held-out images; their FD to the full split
+  and to the subset, the references for the samples' (`fd_real_heldout`,
+  `fd_real_subset_heldout`, ...); and up to gen_score_samples held-out rows, the queries of
+  generation 1's collapse time, the Sinkhorn divergence's blur and the held-out rows'
+  divergence to the real rows. With held-out labels, "probe" holds (a pixel-space
+  classifier fit on them, its confidence on the real training set): the judge of
+  `probe_conf`. Without `full`, the full split is the training set."""
   stats = {}
   labelled = heldout.labels is not None and len(np.unique(heldout.labels)) > 1
   for space in SPACES:
     if embed.has(space):
       feats = embed.cached(space, real.images)
-      mu, sigma = collapse.gaussian_stats(feats)
-      held = thr = held_fd = float("nan")
+      mu_n, sigma_n = collapse.gaussian_stats(feats)
+      mu, sigma = (mu_n, sigma_n) if full is None else embed.cached_stats(space, full)
+      held = thr = held_fd = held_sub_fd = float("nan")
       held_rows, eps, held_sk = None, sinkhorn.epsilon_for(feats), float("nan")
       if len(heldout) and space != "inception":  # FID space has no generalization score
         f_held = embed(space, heldout.images)
@@ -90,10 +104,11 @@ def real_statistics(real: ImageSet, heldout: ImageSet, embed, lc) -> dict:
                                                mesh=embed.mesh)
         # The FD new real images get, counted as many as a pool (FD's bias depends on it).
         if len(heldout) > 1:
-          held_fd = collapse.frechet_distance(
-              *collapse.gaussian_stats(f_held[:len(real) * lc.pool_factor]), mu, sigma)
-      stats[space] = RealStats(mu, sigma, feats, held, thr, held_fd, held_rows,
-                               eps, held_sk)
+          h_stats = collapse.gaussian_stats(f_held[:len(real) * lc.pool_factor])
+          held_fd = collapse.frechet_distance(*h_stats, mu, sigma)
+          held_sub_fd = collapse.frechet_distance(*h_stats, mu_n, sigma_n)
+      stats[space] = RealStats(mu, sigma, mu_n, sigma_n, feats, held, thr, held_fd,
+                               held_sub_fd, held_rows, eps, held_sk)
       if space == "pixels" and labelled:  # the held-out pixels just embedded fit the probe
         judge = probe.fit_probe(to_host(f_held), heldout.labels)
         stats["probe"] = (judge, probe.confidence(judge, to_host(feats)))

@@ -27,11 +27,12 @@ import numpy as np
 
 from collapse_jax import config_lib, distributed, platform, preemption
 from collapse_jax.data.sets import ImageSet
+from collapse_jax.errors import ConfigError
 from collapse_jax.generators import make_generator
 from collapse_jax.loop import measure, report
 from collapse_jax.loop.embed import Embedder
 from collapse_jax.loop.paradigms import next_training_set
-from collapse_jax.loop.real import real_statistics, split_real
+from collapse_jax.loop.real import full_split, real_statistics, split_real
 from collapse_jax.loop.select import make_select_fn
 from collapse_jax.loop.state import LoopStore, RunState
 from collapse_jax.sharding import make_mesh, rows_sharding
@@ -72,7 +73,17 @@ def run_recursive(config, workdir: str, overwrite: bool = False, preflight=None)
   # Every set of the loop lives on the mesh, split by rows; only indices visit the host.
   real, heldout = split_real(ds, lc, config.seed, generator.conditional, mesh)
   embed = Embedder.from_config(config, mesh, os.path.join(workdir, "features"))
-  run = Run(config, workdir, mesh, generator, real, real_statistics(real, heldout, embed, lc),
+  if ds.is_image and (config.features == "learned" or config.eval.learned):
+    if heldout.labels is not None and len(np.unique(heldout.labels)) > 1:
+      embed.fit_learned(heldout, config.seed)
+    elif config.features == "learned":
+      raise ConfigError(
+          f"config.features='learned' trains its encoder on labelled held-out real images, "
+          f"and data.name={config.data.name!r} with loop.n_heldout={lc.n_heldout} leaves "
+          "none: use a labelled dataset with held-out rows, or features='pixels'.")
+  full = full_split(ds, mesh)
+  run = Run(config, workdir, mesh, generator, real,
+            real_statistics(real, heldout, embed, lc, full),
             embed, make_select_fn(lc, mesh, functools.partial(embed, config.features)),
             ds.num_classes, len(real) * lc.pool_factor)
   for name, size in (("n_train", len(real)), ("n_train * pool_factor", run.pool_size)):

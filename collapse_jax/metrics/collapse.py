@@ -57,8 +57,9 @@ def novelty(generated, train, pixel_mse: bool, max_samples: int = 1000,
   - memorized_frac: share of samples whose nearest training image is closer than 1/3 of the
     distance to the second nearest (the copy criterion of Yoon et al. 2023, Gu et al. 2023);
   - unique_copied: distinct training images that are the nearest of one of the first
-    min(N, max_samples) samples, over N; counting N samples (not a 2N pool's all) keeps
-    runs with and without selection comparable; it falls as a model copies fewer images;
+    m = min(N, max_samples) samples, over m: 1.0 when every scored sample has a different
+    nearest image, at any N (1 / m when all share one); scoring at most N samples (not a 2N
+    pool's all) keeps runs with and without selection comparable;
   - copy_frac: share of samples whose nearest training image is closer than
     `copy_threshold`, a distance fixed once from the real data (`heldout_reference`), so
     it rises as samples approach their training images whatever the training set has
@@ -74,7 +75,7 @@ def novelty(generated, train, pixel_mse: bool, max_samples: int = 1000,
   return {
       "gen_score": _score(dist[:, 0], gen.shape[1], pixel_mse),
       "memorized_frac": float(np.mean(dist[:, 0] < dist[:, 1] / 3)),
-      "unique_copied": len(np.unique(idx[:n, 0])) / n,
+      "unique_copied": len(np.unique(idx[:n, 0])) / len(idx[:n]),
       "copy_frac": _share_below(dist[:, 0], copy_threshold),
   }
 

@@ -34,8 +34,9 @@ def is_reference(config: dict) -> bool:
 
 
 def claims(runs: dict[str, tuple[list[dict], dict]]) -> list[verdict.Claim]:
-  """Collapse claims on the vanilla run (no selection), remedy claims on every run that
-  selects from a pool under the same paradigm and N; none without exactly one vanilla.
+  """Collapse claims on the vanilla run (no selection), remedy and quality claims on every
+  run that selects from a pool under the same paradigm and N; none without exactly one
+  vanilla.
   Reference runs (closed-form generators) take no part."""
   runs = {n: r for n, r in runs.items() if not is_reference(r[1])}
   vanilla = [n for n, (_, c) in runs.items() if c["loop"]["selection"] == "none"]
@@ -45,7 +46,8 @@ def claims(runs: dict[str, tuple[list[dict], dict]]) -> list[verdict.Claim]:
   same = lambda c: all(c["loop"][k] == config["loop"][k] for k in ("paradigm", "n_train"))
   remedies = {n: r for n, (r, c) in runs.items()
               if n != vanilla[0] and c["loop"]["selection"] != "none" and same(c)}
-  return verdict.collapse_claims(rows) + verdict.remedy_claims(rows, remedies)
+  return (verdict.collapse_claims(rows) + verdict.remedy_claims(rows, remedies)
+          + verdict.quality_claims(rows, remedies))
 
 
 def first_last_samples(runs: dict[str, str], out_path: str) -> bool:
@@ -96,6 +98,11 @@ def write_comparison(run_dirs: list[str], out: str) -> str:
               + (" (the training set's exact optimal denoiser: the memorization limit, whose "
                  "samples are copies)" if kind == "memorizer" else "")
               + "; dashed in the plots.", ""]
+  lines += ["### How the verdict decides", "", "One seed's numbers, each claim against a fixed "
+            "threshold; the same claims over seeds, with intervals, are in seeds.md "
+            "(`scripts/arms.py ... --seeds 0,1,2,3,4`) and the selection sweep "
+            "(`scripts/sweep.py --claim selection`).", "",
+            verdict.thresholds(), ""]
   if first_last_samples(dict(zip(runs, run_dirs, strict=True)),
                         os.path.join(out, "samples_first_last.png")):
     lines += ["![samples](samples_first_last.png)", ""]
