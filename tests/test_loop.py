@@ -80,7 +80,9 @@ def test_end_to_end(tmp_path, paradigm, selection, conditional, encoder_weights)
       assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1
     for name in ("dino_entropy.png", "fd_dino.png", "fid.png", "precision_recall.png"):
       assert (tmp_path / name).exists(), name
-    assert len(list((tmp_path / "features").glob("*.npy"))) == 2  # real dinov2 + inception
+    # the real set's dinov2, inception and learned features, and each space's full-split stats
+    assert len(list((tmp_path / "features").glob("*.npy"))) == 3
+    assert len(list((tmp_path / "features").glob("*_stats_*.npz"))) == 4
   if paradigm == "accumulate_all":
     assert rows[1]["train_size"] == 2 * rows[0]["train_size"]
 

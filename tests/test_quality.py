@@ -148,3 +148,29 @@ def test_learned_features_need_labelled_heldout_rows(tmp_path):
   config.loop.n_heldout = 0
   with pytest.raises(ConfigError, match="features='learned'"):
     run_recursive(config, str(tmp_path / "run"))
+
+
+def test_pool_fd_is_scored_on_as_many_rows_as_the_training_set(rng):
+  """A 2N selection pool and its first N rows get the same FD and Sinkhorn divergence: both
+  measures' bias falls with the sample count, so arms with 2N pools are scored on N."""
+  from collapse_jax.data.sets import ImageSet
+  from collapse_jax.loop import measure
+  from collapse_jax.loop.embed import Embedder
+  from collapse_jax.loop.real import real_statistics
+  from collapse_jax.sharding import make_mesh, put_rows
+  from configs import digits
+
+  mesh = make_mesh({"data": -1, "fsdp": 1})
+  lc = digits.get_config().loop
+  image_set = lambda n: ImageSet(put_rows(rng.integers(0, 256, (n, 4, 4, 1), np.uint8), mesh),
+                                 None, np.zeros(n, np.int32))
+  real, held = image_set(32), image_set(40)
+  stats = real_statistics(real, held, Embedder(mesh), lc)["pixels"]
+  train = real.images.reshape(32, -1)
+  pool = put_rows(rng.integers(0, 256, (64, 16), np.uint8), mesh)
+  whole = measure._space_metrics("", "fd_real", train, pool, pool[:32], stats, mesh, True, lc)
+  first = measure._space_metrics("", "fd_real", train, pool[:32], pool[:32], stats, mesh,
+                                 True, lc)
+  for key in ("fd_real", "fd_real_subset", "sinkhorn"):
+    assert whole[key] == pytest.approx(first[key], rel=1e-6), key
+  assert whole["pool_entropy"] != first["pool_entropy"]  # the entropy keeps the whole pool
