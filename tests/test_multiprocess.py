@@ -81,12 +81,15 @@ def test_two_processes_equal_one_process(tmp_path):
   assert (two_dir / "report.md").exists()
   assert (two_dir / "gen_01" / "samples.png").exists()
   # The pool never reached a host. What was gathered across hosts: scalars, per-point
-  # vectors (the kNN distances of the pool, split over both hosts) and the pictured images.
+  # vectors (the kNN distances of the pool, split over both hosts), the learned encoder's
+  # parameters (broadcast from process 0) and the pictured images.
   for r in two:
     shapes = r["gathered"]
     assert [r["pool_size"]] in shapes, shapes  # the pool's distances: the spy saw gathers
-    # Before the pool stayed on the devices, its chunks (64 x 8x8x1) came here whole.
-    images = sum(math.prod(s) for s in shapes if len(s) == 4)
+    assert [3, 3, 64, 64] in shapes, shapes  # the learned CNN's last conv kernel
+    # Before the pool stayed on the devices, its chunks (64 x 8x8x1) came here whole; the
+    # learned encoder trains on the held-out images every host loaded (1000 x 8x8x1 once).
+    images = sum(math.prod(s) for s in shapes if len(s) == 4 and s[1:] == [8, 8, 1])
     assert images < r["pool_size"] * 8 * 8 // 4, shapes  # the nearest-neighbour panel only
 
   # Resumed to two generations: process 1's first checkpoint read fails once, and process 1

@@ -73,7 +73,8 @@ def test_kernels_and_extractors_ask_for_full_float32(shards, devices):
     progs += programs.encoder_programs(c, mesh)
   progs += programs.kernel_programs(c, mesh)
   names = {p.name for p in progs}
-  assert {"dinov2 features (pool)", "inception features (pool)", "entropy dinov2 (pool)",
+  assert {"dinov2 features (pool)", "inception features (pool)", "learned features (pool)",
+          "entropy dinov2 (pool)", "entropy learned (pool)",
           "entropy pixels (train)", "greedy selection", "threshold selection"} <= names
   lowered = {p.name + f" [{i}]": p.fn.lower(*p.args) for i, p in enumerate(progs)}
   x = jax.ShapeDtypeStruct((96, 384), jnp.float32)

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from collapse_jax.data import idx, sources, synthetic
+from collapse_jax.data import sources, synthetic
 from collapse_jax.data.digits import load_digits
 from collapse_jax.errors import ConfigError, DataPathError
 from collapse_jax.images import from_uint8
@@ -104,16 +104,9 @@ def _idx_files(default_path: str = "", install: str = ""):
     if not os.path.isdir(root):
       raise DataPathError(f"config.data.path={root} does not exist{install}; or point "
                           "config.data.path at a directory of its IDX files.")
-    images, labels = idx.read_idx_split(root, d.split)
-    if d.max_examples:
-      images = images[:d.max_examples]
-      labels = None if labels is None else labels[:d.max_examples]
-    if d.resolution:
-      images = np.stack([sources.resize_square(im, d.resolution) for im in images])
-    elif images.shape[1] < 32:
-      lo = (32 - images.shape[1]) // 2
-      pad = (lo, 32 - images.shape[1] - lo)
-      images = np.pad(images, ((0, 0), pad, pad, (0, 0)))
+    source = sources.IdxSource(root, d.split)
+    images, labels = read_source(source, d.resolution, d.max_examples,
+                                 pad_to=0 if d.resolution else 32)
     classes = int(labels.max()) + 1 if labels is not None else 0
     return Dataset(from_uint8(images), labels, classes)
 

@@ -1,5 +1,5 @@
-"""Random-access image sources on local disk: TFDS (mnist, cifar10), image folders and
-array_record files of encoded images. Each yields {"image": uint8 (H, W, C)[, "label"]}.
+"""Random-access image sources on local disk: TFDS (mnist, cifar10), IDX files, image
+folders and array_record files of encoded images. Each yields {"image": uint8 (H, W, C)[, "label"]}.
 
 Nothing is downloaded: TFDS sets must already be prepared under `data_dir`.
 """
@@ -11,6 +11,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from collapse_jax.data import idx
 from collapse_jax.errors import ConfigError, DataPathError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -38,6 +39,22 @@ def tfds_source(name: str, data_dir: str, split: str = "train"):
 def tfds_num_classes(source) -> int:
   label = source.dataset_info.features["label"] if hasattr(source, "dataset_info") else None
   return int(label.num_classes) if label is not None else 0
+
+
+class IdxSource:
+  """One split of an IDX dataset directory (MNIST's file names, `idx.read_idx_split`), read
+  whole (IDX files are small) and served by index."""
+
+  def __init__(self, root: str, split: str = "train"):
+    self.images, self.labels = idx.read_idx_split(root, split)
+
+  def __len__(self) -> int:
+    return len(self.images)
+
+  def __getitem__(self, i: int) -> dict:
+    if self.labels is None:
+      return {"image": self.images[i]}
+    return {"image": self.images[i], "label": self.labels[i]}
 
 
 class ImageFolderSource:

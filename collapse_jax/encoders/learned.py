@@ -7,6 +7,7 @@ set or any sample, trained in ~10 s on a CPU, its parameters cached in the workd
 images, labels, architecture and seed it was trained from (a resumed run reuses them).
 """
 
+import functools
 import hashlib
 import logging
 import os
@@ -18,6 +19,7 @@ import optax
 from flax import linen as nn
 from flax import serialization
 
+from collapse_jax import precision
 from collapse_jax.encoders.extract import Encoder, to_rgb
 from collapse_jax.images import from_uint8
 
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 WIDTHS = (32, 64)  # conv widths, each followed by a 2x average pool
 FEATURES = 64  # the penultimate layer's width: the feature space's dimension
 STEPS, BATCH, LR, WEIGHT_DECAY = 800, 128, 2e-3, 1e-3
+PRECISION = precision.EXACT
 VERSION = 1  # bump when the architecture or training changes: old caches are then ignored
 
 
@@ -36,12 +39,16 @@ class SmallCNN(nn.Module):
 
   @nn.compact
   def __call__(self, x, head: bool = False):
+    # Its features are distances' inputs: full float32 products, not a GPU's TF32 or a TPU's
+    # bfloat16 passes (the default there), as the other encoders (collapse_jax/precision.py).
+    conv = functools.partial(nn.Conv, kernel_size=(3, 3), precision=PRECISION)
+    dense = functools.partial(nn.Dense, precision=PRECISION)
     for w in WIDTHS:
-      x = nn.gelu(nn.Conv(w, (3, 3))(x))
-      x = nn.gelu(nn.Conv(w, (3, 3))(x))
+      x = nn.gelu(conv(w)(x))
+      x = nn.gelu(conv(w)(x))
       x = nn.avg_pool(x, (2, 2), (2, 2)) if min(x.shape[1:3]) >= 2 else x
-    x = nn.gelu(nn.Dense(FEATURES)(jnp.mean(x, axis=(1, 2))))
-    return nn.Dense(self.num_classes)(x) if head else x
+    x = nn.gelu(dense(FEATURES)(jnp.mean(x, axis=(1, 2))))
+    return dense(self.num_classes)(x) if head else x
 
 
 def _preprocess(images):

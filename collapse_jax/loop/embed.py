@@ -96,10 +96,11 @@ class Embedder:
       return self.learned is not None
     return space == "pixels" or bool(self._weights(space))
 
-  def fit_learned(self, heldout, seed: int) -> None:
-    """Trains (or reads from the workdir cache) the learned space's encoder on the held-out
-    real images and labels; every process uses process 0's parameters."""
-    enc = train_learned_encoder(to_host(heldout.images), heldout.labels, seed, self.cache_dir)
+  def fit_learned(self, images: np.ndarray, labels: np.ndarray, seed: int) -> None:
+    """Trains (or reads from the workdir cache) the learned space's encoder on held-out real
+    images, uint8 on the host (every process loaded them: nothing is gathered), and their
+    labels; every process uses process 0's parameters."""
+    enc = train_learned_encoder(images, labels, seed, self.cache_dir)
     if jax.process_count() > 1:
       enc = dataclasses.replace(enc, params=multihost_utils.broadcast_one_to_all(enc.params))
     self.learned = enc
@@ -125,12 +126,17 @@ class Embedder:
       self._memo.pop(next(iter(self._memo)))
     return self._memo[key]
 
+  def _tag(self, space: str) -> str:
+    """A space's name in the disk cache: the learned encoder's carries its own key (the
+    images, labels and seed it was trained on), as the pretrained ones are fixed."""
+    return self.learned.name if space == "learned" else space
+
   def cached_stats(self, space: str, images) -> tuple[np.ndarray, np.ndarray]:
     """(mean, covariance) of a fixed set's features (a dataset's full real split), read
     from or written to the disk cache: one file per set and space, computed once."""
     fp = fingerprint(images)
-    tag = self.learned.name if space == "learned" else space
-    path = os.path.join(self.cache_dir, f"{tag}_stats_{fp}.npz") if self.cache_dir else ""
+    name = f"{self._tag(space)}_stats_{fp}.npz"
+    path = os.path.join(self.cache_dir, name) if self.cache_dir else ""
     if path and os.path.exists(path):
       with np.load(path) as f:
         log.info("full real split's %s statistics from %s", space, path)
@@ -149,8 +155,7 @@ class Embedder:
     if space == "pixels" or not self.cache_dir:
       return self(space, images)
     fp = fingerprint(images)
-    tag = self.learned.name if space == "learned" else space  # keyed by the encoder's data
-    path = os.path.join(self.cache_dir, f"{tag}_{fp}.npy")
+    path = os.path.join(self.cache_dir, f"{self._tag(space)}_{fp}.npy")
     if os.path.exists(path):
       log.info("real %s features from %s", space, path)
       return put_rows(np.load(path), self.mesh)  # placed as freshly extracted ones are

@@ -17,21 +17,30 @@ from collapse_jax.sharding import put_rows, to_host
 log = logging.getLogger(__name__)
 
 
-def split_real(ds, lc, seed: int, conditional: bool, mesh) -> tuple[ImageSet, ImageSet]:
-  """The loop's real training set (N rows) and a disjoint held-out set of real rows (up to
-  config.loop.n_heldout), both from one seeded permutation. Images are stored as uint8
-  (as the paper saves its samples as image files), vectors as float32."""
-  total = len(ds.images)
+def split_indices(total: int, lc, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """Row indices of the loop's real training set (N rows) and of a disjoint held-out set (up
+  to config.loop.n_heldout), from one seeded permutation: the same on every process."""
   n = lc.n_train or total - min(lc.n_heldout, total // 2)
   if n > total:
     raise ConfigError(f"config.loop.n_train={n} exceeds the {total} real images.")
   order = np.random.default_rng(seed).permutation(total)
-  parts = order[:n], order[n:n + lc.n_heldout]
+  return order[:n], order[n:n + lc.n_heldout]
+
+
+def host_rows(ds, idx) -> np.ndarray:
+  """Rows of a loaded dataset as the loop stores them: uint8 images, float32 vectors."""
+  return to_uint8(ds.images[idx]) if ds.is_image else ds.images[idx].astype(np.float32)
+
+
+def split_real(ds, parts, lc, conditional: bool, mesh) -> tuple[ImageSet, ImageSet]:
+  """The loop's real training set and held-out set (`parts`, from `split_indices`) on the
+  mesh. Images are stored as uint8 (as the paper saves its samples as image files), vectors
+  as float32."""
+  total, n = len(ds.images), len(parts[0])
 
   def image_set(idx, keep_labels):
     labels = ds.labels[idx] if keep_labels and ds.labels is not None else None
-    rows = to_uint8(ds.images[idx]) if ds.is_image else ds.images[idx].astype(np.float32)
-    return ImageSet(put_rows(rows, mesh), labels, np.zeros(len(idx), np.int32))
+    return ImageSet(put_rows(host_rows(ds, idx), mesh), labels, np.zeros(len(idx), np.int32))
 
   if 0 < len(parts[1]) < lc.n_heldout:
     log.warning("config.loop.n_heldout=%d, but only %d real images are left after "
@@ -52,8 +61,7 @@ def split_real(ds, lc, seed: int, conditional: bool, mesh) -> tuple[ImageSet, Im
 def full_split(ds, mesh) -> jax.Array:
   """The dataset's whole real split as loaded (uint8 images or float32 vectors) on the mesh,
   split by rows: the reference statistics of FD and FID."""
-  rows = to_uint8(ds.images) if ds.is_image else ds.images.astype(np.float32)
-  return put_rows(rows, mesh)
+  return put_rows(host_rows(ds, slice(None)), mesh)
 
 
 class RealStats(NamedTuple):

@@ -32,7 +32,7 @@ from collapse_jax.generators import make_generator
 from collapse_jax.loop import measure, report
 from collapse_jax.loop.embed import Embedder
 from collapse_jax.loop.paradigms import next_training_set
-from collapse_jax.loop.real import full_split, real_statistics, split_real
+from collapse_jax.loop.real import full_split, host_rows, real_statistics, split_indices, split_real
 from collapse_jax.loop.select import make_select_fn
 from collapse_jax.loop.state import LoopStore, RunState
 from collapse_jax.sharding import make_mesh, rows_sharding
@@ -71,11 +71,12 @@ def run_recursive(config, workdir: str, overwrite: bool = False, preflight=None)
   generator = make_generator(config, data_shape, ds.num_classes, mesh)
 
   # Every set of the loop lives on the mesh, split by rows; only indices visit the host.
-  real, heldout = split_real(ds, lc, config.seed, generator.conditional, mesh)
+  parts = split_indices(len(ds.images), lc, config.seed)
+  real, heldout = split_real(ds, parts, lc, generator.conditional, mesh)
   embed = Embedder.from_config(config, mesh, os.path.join(workdir, "features"))
   if ds.is_image and (config.features == "learned" or config.eval.learned):
     if heldout.labels is not None and len(np.unique(heldout.labels)) > 1:
-      embed.fit_learned(heldout, config.seed)
+      embed.fit_learned(host_rows(ds, parts[1]), heldout.labels, config.seed)
     elif config.features == "learned":
       raise ConfigError(
           f"config.features='learned' trains its encoder on labelled held-out real images, "

@@ -28,7 +28,7 @@ from collapse_jax.diffusion.step import (
     init_state,
     state_shardings,
 )
-from collapse_jax.encoders import dinov2, extract, inception
+from collapse_jax.encoders import dinov2, extract, inception, learned
 from collapse_jax.errors import ConfigError
 from collapse_jax.kernels import excess, knn, ring, selection
 from collapse_jax.metrics.collapse_time import GRID
@@ -168,9 +168,15 @@ def train_loop_program(config, mesh: Mesh, k: int, cpu_kernels: bool = False) ->
                  (state, arrays, _key(mesh), _key(mesh), schedule), calls=int(tc.num_steps) / k)
 
 
-def _encoder(kind: str, dtype, cpu_kernels: bool) -> extract.Encoder:
-  """An Encoder with abstract params (the shapes of the published weights)."""
-  if kind == "dinov2":
+def _encoder(kind: str, dtype, cpu_kernels: bool, config) -> extract.Encoder:
+  """An Encoder with abstract params (the shapes of the published weights, or of the learned
+  space's CNN for config.data)."""
+  if kind == "learned":  # always float32: its products ask for full precision (learned.py)
+    shape, classes = data_shape(config)
+    model = learned.SmallCNN(max(classes, 2))
+    x = jnp.zeros((1, *shape[:2], 3))
+    enc = extract.Encoder("learned", model, None, learned._preprocess)
+  elif kind == "dinov2":
     model = dinov2.Dinov2(dinov2.Dinov2Config(), dtype=dtype, cpu_kernels=cpu_kernels)
     x = jnp.zeros((1, 224, 224, 3))
     enc = extract.Encoder("dinov2", model, None, dinov2.preprocess, pick=lambda out: out[0])
@@ -183,12 +189,15 @@ def _encoder(kind: str, dtype, cpu_kernels: bool) -> extract.Encoder:
 
 
 def encoders_used(config) -> dict[str, int]:
-  """{encoder: images it embeds per generation} for the encoders the config uses (DINOv2:
-  training set, pool and next set; Inception: the pool, for FID)."""
+  """{encoder: images it embeds per generation} for the encoders the config uses (DINOv2 and
+  the learned space's CNN on a labelled dataset: training set, pool and next set; Inception:
+  the pool, for FID). The CNN's own training, once per run, is not planned."""
   s = sizes(config)
   used = {}
   if config.features == "dinov2" or config.features_weights:
     used["dinov2"] = 2 * s["n"] + s["pool"]
+  if (config.features == "learned" or config.eval.learned) and data_shape(config)[1] > 1:
+    used["learned"] = 2 * s["n"] + s["pool"]
   if config.eval.fid_weights:
     used["inception"] = s["pool"]
   return used
@@ -200,7 +209,7 @@ def encoder_programs(config, mesh: Mesh, cpu_kernels: bool = True) -> list[Progr
   out = []
   pool = sizes(config)["pool"]
   for kind, images in encoders_used(config).items():
-    enc = _encoder(kind, dtype, cpu_kernels)
+    enc = _encoder(kind, dtype, cpu_kernels, config)
     params = jax.tree.map(lambda p: _like(p, mesh), enc.params)
     batch = int(config.eval.batch_size)
     local = max(1, -(-batch // mesh.size))
@@ -222,8 +231,11 @@ def encoder_programs(config, mesh: Mesh, cpu_kernels: bool = True) -> list[Progr
 def feature_dims(config) -> dict[str, int]:
   shape, _ = data_shape(config)
   dims = {"pixels": math.prod(shape)}
-  if "dinov2" in encoders_used(config):
+  used = encoders_used(config)
+  if "dinov2" in used:
     dims["dinov2"] = dinov2.Dinov2Config().hidden_size
+  if "learned" in used:
+    dims["learned"] = learned.FEATURES
   return dims
 
 
@@ -328,7 +340,7 @@ def kernel_programs(config, mesh: Mesh) -> list[Program]:
     out.append(_entropy_program(f"entropy {space} (train)", s["n"], d, dtype, mesh, calls=2))
     out.append(_collapse_time_program(space, s["n"], min(s["n"], config.loop.gen_score_samples),
                                       d, dtype, mesh))
-  space = "dinov2" if config.features == "dinov2" else "pixels"
+  space = config.features if config.features in ("dinov2", "learned") else "pixels"
   d, dtype = feature_dims(config)[space], feature_dtype(space)
   chosen = config.loop.selection
   for kind in ("greedy", "threshold"):

@@ -94,15 +94,16 @@ def test_kernels_keep_full_float32_in_the_optimized_hlo(target):
 
 @pytest.mark.slow
 def test_feature_extractors_keep_full_float32_on_tpu():
-  """DINOv2 and Inception at eval.dtype=float32, compiled for a TPU slice: no float32
-  product of theirs is left at the TPU's one-pass bf16 default."""
+  """DINOv2, the learned space's CNN and Inception at eval.dtype=float32, compiled for a TPU
+  slice: no float32 product of theirs is left at the TPU's one-pass bf16 default."""
   c = small_config()
   c.features, c.features_weights, c.eval.fid_weights = "dinov2", "weights", "weights"
   c.loop.n_train, c.loop.pool_factor, c.eval.batch_size = 8, 1, 8
   t = targets.parse(TPU)
   mesh = sharding.make_mesh({"data": -1, "fsdp": 1}, targets.devices(t))
   progs = programs.encoder_programs(c, mesh)
-  assert [p.name for p in progs] == ["dinov2 features (pool)", "inception features (pool)"]
+  assert [p.name for p in progs] == ["dinov2 features (pool)", "learned features (pool)",
+                                     "inception features (pool)"]
   for p in progs:
     text = p.fn.lower(*p.args).compile().as_text()
     assert "operand_precision={highest,highest}" in text, p.name
