@@ -150,13 +150,18 @@ def test_learned_features_need_labelled_heldout_rows(tmp_path):
     run_recursive(config, str(tmp_path / "run"))
 
 
-def test_pool_fd_is_scored_on_as_many_rows_as_the_training_set(rng):
+def test_pool_fd_is_scored_on_as_many_rows_as_the_real_training_set(rng):
   """A 2N selection pool and its first N rows get the same FD and Sinkhorn divergence: both
-  measures' bias falls with the sample count, so arms with 2N pools are scored on N."""
+  measures' bias falls with the sample count, so arms with 2N pools are scored on N, as is
+  the held-out reference (whatever the pool factor), and so is a pool under accumulate,
+  whose training set has grown past N."""
+  import jax.numpy as jnp
+
   from collapse_jax.data.sets import ImageSet
   from collapse_jax.loop import measure
   from collapse_jax.loop.embed import Embedder
   from collapse_jax.loop.real import real_statistics
+  from collapse_jax.metrics import collapse
   from collapse_jax.sharding import make_mesh, put_rows
   from configs import digits
 
@@ -171,6 +176,18 @@ def test_pool_fd_is_scored_on_as_many_rows_as_the_training_set(rng):
   whole = measure._space_metrics("", "fd_real", train, pool, pool[:32], stats, mesh, True, lc)
   first = measure._space_metrics("", "fd_real", train, pool[:32], pool[:32], stats, mesh,
                                  True, lc)
+  grown = jnp.concatenate([train, train])  # accumulate's second generation: 2N rows
+  accumulated = measure._space_metrics("", "fd_real", grown, pool, pool[:32], stats, mesh,
+                                       True, lc)
   for key in ("fd_real", "fd_real_subset", "sinkhorn"):
     assert whole[key] == pytest.approx(first[key], rel=1e-6), key
+    assert accumulated[key] == pytest.approx(first[key], rel=1e-6), key
   assert whole["pool_entropy"] != first["pool_entropy"]  # the entropy keeps the whole pool
+  lc2 = digits.get_config().loop
+  lc2.pool_factor = 2
+  stats2 = real_statistics(real, held, Embedder(mesh), lc2)["pixels"]
+  assert stats2.heldout_fd == stats.heldout_fd  # the reference: N held-out rows either way
+  f_held = held.images.reshape(40, -1)
+  want = collapse.frechet_distance(*collapse.gaussian_stats(f_held[:32]),
+                                   *collapse.gaussian_stats(train))
+  assert stats.heldout_fd == pytest.approx(want, rel=1e-6)

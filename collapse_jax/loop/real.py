@@ -110,9 +110,10 @@ def real_statistics(real: ImageSet, heldout: ImageSet, embed, lc, full=None) -> 
         held, thr = collapse.heldout_reference(f_held, feats, pixel_mse=space == "pixels",
                                                max_samples=lc.gen_score_samples,
                                                mesh=embed.mesh)
-        # The FD new real images get, counted as many as a pool (FD's bias depends on it).
+        # The FD new real images get, on as many rows as a pool is scored on (N: FD's bias
+        # depends on the count; measure._space_metrics).
         if len(heldout) > 1:
-          h_stats = collapse.gaussian_stats(f_held[:len(real) * lc.pool_factor])
+          h_stats = collapse.gaussian_stats(f_held[:len(real)])
           held_fd = collapse.frechet_distance(*h_stats, mu, sigma)
           held_sub_fd = collapse.frechet_distance(*h_stats, mu_n, sigma_n)
       stats[space] = RealStats(mu, sigma, mu_n, sigma_n, feats, held, thr, held_fd,
