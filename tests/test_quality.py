@@ -54,6 +54,7 @@ def test_claims_over_seeds_use_paired_intervals(rng, tmp_path):
           for r in by_seed[s]) + "\n")
   text = open(seeds.write(str(tmp_path))).read()
   assert "fd_real lower than vanilla's at generation 2" in text and "| vanilla | 5 |" in text
+  assert "(seeds.png)" in text and (tmp_path / "seeds.png").stat().st_size > 0
 
 
 def _write_idx(path, array, code):

@@ -1,15 +1,21 @@
 """An arms comparison repeated over seeds (`scripts/arms.py --seeds K`): each remedy arm
 against vanilla at the last generation, differences paired by seed with 95% intervals, for
 diversity (entropy, generalization score, copies) and quality (FD, probe confidence) in
-every space the runs measured; seeds.md with the table of each arm's last generation.
+every space the runs measured; seeds.md with the table of each arm's last generation and
+every generation's mean and band per arm (seeds.png).
 """
 
 import math
 import os
 
-from collapse_jax.study import aggregate
-from collapse_jax.study.comparison import is_reference, load_run
-from collapse_jax.study.verdict import Claim, markdown
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from collapse_jax.study import aggregate  # noqa: E402
+from collapse_jax.study.comparison import is_reference, load_run  # noqa: E402
+from collapse_jax.study.verdict import Claim, markdown  # noqa: E402
 
 # (metric, the direction a remedy should move it, what it measures)
 METRICS = (
@@ -20,6 +26,8 @@ METRICS = (
     ("fid", "lower", "quality"), ("probe_conf", "no lower", "quality"))
 TABLE = ("train_entropy", "gen_score", "copy_frac", "learned_train_entropy",
          "learned_gen_score", "fd_real", "fd_learned", "probe_conf")
+PANELS = ("train_entropy", "gen_score", "learned_train_entropy", "fd_real", "fd_learned",
+          "probe_conf")
 
 
 def read(root: str) -> dict[str, dict[int, list[dict]]]:
@@ -86,6 +94,35 @@ def table(arms: dict[str, dict[int, list[dict]]], keys=TABLE) -> str:
   return "\n".join(lines)
 
 
+def plot(arms: dict[str, dict[int, list[dict]]], out_dir: str, keys=PANELS) -> str | None:
+  """out_dir/seeds.png: one panel per metric, each arm's mean over seeds per generation
+  with its 95% band; None when no arm measured any of `keys`."""
+  keys = [k for k in keys if any(aggregate.by_generation(list(s.values()), k)
+                                 for s in arms.values())]
+  if not keys:
+    return None
+  cols = min(3, len(keys))
+  rows = -(-len(keys) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+  for ax, key in zip(axes.flat, keys, strict=False):
+    for arm, by_seed in arms.items():
+      est = aggregate.by_generation(list(by_seed.values()), key)
+      gens = list(est)
+      ax.plot(gens, [est[g].mean for g in gens], marker="o", ms=3, label=arm)
+      if all(est[g].n > 1 for g in gens):
+        ax.fill_between(gens, [est[g].lo for g in gens], [est[g].hi for g in gens], alpha=0.2)
+    ax.set_title(key, fontsize=9)
+    ax.set_xlabel("generation", fontsize=8)
+    ax.grid(alpha=0.3)
+  for ax in list(axes.flat)[len(keys):]:
+    ax.axis("off")
+  axes.flat[0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(out_dir, "seeds.png"), dpi=100)
+  plt.close(fig)
+  return "seeds.png"
+
+
 def write(root: str) -> str:
   """root/seeds.md: the claims over seeds, then the last-generation table and each seed's
   own compare.md verdict count."""
@@ -97,6 +134,10 @@ def write(root: str) -> str:
            markdown(claims(arms)), ""]
   if arms:
     lines += ["## Last generation, mean [95% interval] over seeds", "", table(arms), ""]
+    picture = plot(arms, root)
+    if picture:
+      lines += ["## Every generation, mean and 95% band over seeds", "",
+                f"![each arm per generation over seeds]({picture})", ""]
   for entry in sorted(os.listdir(root)):
     path = os.path.join(root, entry, "compare.md")
     if entry.startswith("seed=") and os.path.exists(path):
