@@ -16,7 +16,8 @@ The setting is chosen to show the paper's whole transition on a 2-core CPU: N = 
 quality probe), a 3-level UNet of 0.28M parameters, 1,600 AdamW steps of batch 64 at lr 3e-3
 (640 epochs) with EMA 0.995, 50-step DDIM. Generation 1 then generalizes: its samples lie
 0.84x as far (pixel MSE) from their training digits as held-out real digits do (seed 0), at
-an FD to the real set below held-out digits' own; by generation 6 vanilla's are 0.24x.
+an FD to the real set below held-out digits' own; by generation 6 vanilla's are 0.23-0.26x
+(seeds 0-5, 2026-12-05; the README's table).
 `make run` trains its three arms side by side in ~12 min.
 
 Why N = 160: it is the smallest N whose generation 1 generalizes with a margin, so the loop
@@ -25,7 +26,7 @@ old default: memorizing from the start), 0.74 at N = 144, 0.84 at N = 160, 0.89 
 (whose generation 6 is 0.35, at the limit) and ~1.1 at N = 256 (README, section 3). Time
 does not grow with N (training is 1,600 steps whatever N), so the trade is generations:
 6 fit the 15 minutes, and at N = 160 copies on the real scale (`copy_frac`) are only
-beginning by then (0 -> 0.04 at seed 0); N = 64 reached 0.97 but never generalized.
+beginning by then (0 -> 0.013-0.056 at seeds 0-5); N = 64 reached 0.97 but never generalized.
 
 What it trades against the paper, and why: N = 160 8x8 images instead of 32,768 32x32 ones,
 and 640 epochs instead of 501 (a model this small memorizes only a small set trained for
