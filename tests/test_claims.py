@@ -83,6 +83,25 @@ def test_paired_differences_decide_accumulate_and_selection(rng):
   diffs = [g[-1]["gen_score"] - r[-1]["gen_score"] for g, r in zip(greedy, random, strict=True)]
   lo, hi = stats.t.interval(0.95, 2, loc=np.mean(diffs), scale=stats.sem(diffs))
   assert got[3].measured.endswith(f"[{lo:.4g}, {hi:.4g}]")
+  # Quality in every FD space measured: greedy's pixel FD below vanilla's at every seed, its
+  # learned-space FD above; its probe lower at every seed (not "no lower"), threshold's equal.
+  for name, fd, fd_learned, probe in (("none", 90.0, 200.0, 0.7), ("random", 90.0, 200.0, 0.7),
+                                      ("greedy", 80.0, 280.0, 0.6),
+                                      ("threshold", 95.0, 190.0, 0.7)):
+    for rows, tie in zip(sel[(("loop.selection", name),)], (0.01, -0.01, 0.005), strict=True):
+      # threshold's probe: +-0.01 around vanilla's, its paired interval straddling 0
+      rows[-1] |= {"fd_real": fd + rng.normal(0, 1), "fd_learned": fd_learned + rng.normal(0, 1),
+                   "probe_conf": probe + (tie if name == "threshold" else rng.normal(0, 1e-4))}
+  quality = {c.text: c.holds for c in claims.selection(sel) if c.text.startswith("quality")}
+  assert quality == {
+      "quality: greedy keeps fd_real below vanilla's": True,
+      "quality: greedy keeps fd_learned below vanilla's": False,
+      "quality: greedy keeps probe_conf no lower than vanilla's (its interval reaches 0 or "
+      "above)": False,
+      "quality: threshold keeps fd_real below vanilla's": False,
+      "quality: threshold keeps fd_learned below vanilla's": True,
+      "quality: threshold keeps probe_conf no lower than vanilla's (its interval reaches 0 or "
+      "above)": True}
 
 
 def _gaussian_chains(num, n, d, g, rng, shift=0.0):
