@@ -192,3 +192,48 @@ def test_pool_fd_is_scored_on_as_many_rows_as_the_real_training_set(rng):
   want = collapse.frechet_distance(*collapse.gaussian_stats(f_held[:32]),
                                    *collapse.gaussian_stats(train))
   assert stats.heldout_fd == pytest.approx(want, rel=1e-6)
+
+
+def test_fd_is_taken_against_the_full_split_cached_once_per_set(rng, tmp_path):
+  """fd_real: the pool's FD to the statistics of the dataset's full real split (NumPy float64
+  moments, SciPy's sqrtm), fd_real_subset to the N-image training set; the full split's
+  statistics are written once per set (its fingerprint in the name) and read back after."""
+  from scipy import linalg
+
+  from collapse_jax.data.sets import ImageSet
+  from collapse_jax.loop import measure
+  from collapse_jax.loop.embed import Embedder
+  from collapse_jax.loop.real import real_statistics
+  from collapse_jax.sharding import make_mesh, put_rows
+  from configs import digits
+
+  def fd(a, b):
+    (mu1, s1), (mu2, s2) = ((x.mean(0), np.cov(x.T)) for x in (a, b))
+    return float((mu1 - mu2) @ (mu1 - mu2) + np.trace(s1 + s2 - 2 * linalg.sqrtm(s1 @ s2).real))
+
+  mesh = make_mesh({"data": -1, "fsdp": 1})
+  lc = digits.get_config().loop
+  full = rng.integers(0, 256, (300, 3, 3, 1), np.uint8)  # the split; its first 32 rows: N
+  real = ImageSet(put_rows(full[:32], mesh), None, np.zeros(32, np.int32))
+  held = ImageSet(put_rows(full[32:72], mesh), None, np.zeros(40, np.int32))
+  cache = str(tmp_path / "features")
+  stats = real_statistics(real, held, Embedder(mesh, cache_dir=cache), lc, full=full)["pixels"]
+  f_full = full.reshape(300, -1).astype(np.float64)
+  np.testing.assert_allclose(stats.mean, f_full.mean(0), rtol=1e-6)
+  np.testing.assert_allclose(stats.cov, np.cov(f_full.T), rtol=1e-5, atol=1e-3)
+  pool = rng.integers(0, 256, (64, 9)).astype(np.uint8)  # a 2N pool: scored on its first N
+  row = measure._space_metrics("", "fd_real", put_rows(f_full[:32], mesh),
+                               put_rows(pool, mesh), put_rows(pool[:32], mesh), stats, mesh,
+                               True, lc)
+  f_pool = pool[:32].astype(np.float64)
+  assert row["fd_real"] == pytest.approx(fd(f_pool, f_full), rel=1e-5)
+  assert row["fd_real_subset"] == pytest.approx(fd(f_pool, f_full[:32]), rel=1e-5)
+  assert row["fd_real_heldout"] == pytest.approx(fd(f_full[32:64], f_full), rel=1e-5)
+  (path,) = [os.path.join(cache, n) for n in os.listdir(cache) if "_stats_" in n]
+  np.savez(path, mean=stats.mean + 1.0, cov=stats.cov)  # a marked cache: read, not recomputed
+  again = real_statistics(real, held, Embedder(mesh, cache_dir=cache), lc, full=full)["pixels"]
+  np.testing.assert_allclose(again.mean, stats.mean + 1.0)
+  other = full.copy()
+  other[0] ^= 1  # another split: another file
+  real_statistics(real, held, Embedder(mesh, cache_dir=cache), lc, full=other)
+  assert len([n for n in os.listdir(cache) if "_stats_" in n]) == 2
