@@ -59,7 +59,8 @@ run: setup
 	    --workdir $(WORKDIR) $(ARGS)
 
 # The second real dataset: Fashion-MNIST from Debian's dataset-fashion-mnist (IDX files under
-# /usr/share/datasets/fashion-mnist), vanilla at 16x16, ~55 min on a 2-core CPU.
+# /usr/share/datasets/fashion-mnist), vanilla at 16x16, ~45 min on a 2-core CPU, then its verdict
+# in runs/fashion/compare/compare.md.
 FASHION_DIR ?= /usr/share/datasets/fashion-mnist
 fashion: setup
 	@test -d $(FASHION_DIR) || { echo "error: no Fashion-MNIST at $(FASHION_DIR): install it \
@@ -67,6 +68,7 @@ fashion: setup
 	directory of its IDX files>" >&2; exit 2; }
 	$(BIN)/python scripts/recursive.py --config configs/fashion_mnist.py \
 	    --workdir runs/fashion --config.data.path=$(FASHION_DIR) $(ARGS)
+	$(BIN)/python scripts/compare.py runs/fashion --out runs/fashion/compare
 
 # Every module's tests, the slow end-to-end ones left to `make test-slow` (and CI).
 test: setup aot-setup
