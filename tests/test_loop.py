@@ -38,7 +38,8 @@ def encoder_weights(tmp_path_factory):
 
 @pytest.mark.parametrize("paradigm,selection,conditional", [
     ("replace", "none", False),
-    ("replace", "random", False),  # replace + greedy runs in the SIGKILL test below
+    # replace + greedy runs in the SIGKILL test below; random + finetune in accumulate_all's
+    pytest.param("replace", "random", False, marks=pytest.mark.slow),
     ("replace", "threshold", True),
     ("accumulate", "none", False),
     ("accumulate_all", "random", False),
