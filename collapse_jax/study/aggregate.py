@@ -17,6 +17,12 @@ class Estimate:
   n: int
 
 
+def shown(e: Estimate, direction: str) -> bool:
+  """Whether a paired difference's interval decides `direction`: 'higher' when it lies above
+  0, 'lower' when below, 'no lower' when its upper end reaches 0 (not shown worse)."""
+  return bool({"higher": e.lo > 0, "lower": e.hi < 0, "no lower": e.hi >= 0}[direction])
+
+
 def mean_ci(values, confidence: float = 0.95) -> Estimate:
   """Mean and Student-t confidence interval of the finite values (NaN bounds below 2)."""
   v = np.asarray([x for x in values if x is not None and math.isfinite(x)], np.float64)

@@ -144,15 +144,11 @@ def selection(cells) -> list[Claim]:
     if remedy in by_s and "none" in by_s:  # quality: the paper's FID claim, and the probe
       for key, direction in verdict.QUALITY_METRICS:  # FD in every space the runs measured
         d = _seed_diff(by_s[remedy], by_s["none"], key)
-        if d.n < 2:
-          continue
-        if direction == "lower":
-          claims.append(Claim(f"quality: {remedy} keeps {key} below vanilla's",
-                              f"{remedy} - vanilla: {_ci(d)}", d.hi < 0))
-        else:
-          claims.append(Claim(f"quality: {remedy} keeps {key} no lower than vanilla's (its "
-                              "interval reaches 0 or above)",
-                              f"{remedy} - vanilla: {_ci(d)}", d.hi >= 0))
+        relation = {"lower": "below vanilla's",
+                    "no lower": "no lower than vanilla's (its interval reaches 0 or above)"}
+        if d.n >= 2:
+          claims.append(Claim(f"quality: {remedy} keeps {key} {relation[direction]}",
+                              f"{remedy} - vanilla: {_ci(d)}", aggregate.shown(d, direction)))
   return claims
 
 

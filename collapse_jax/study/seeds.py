@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from collapse_jax.study import aggregate  # noqa: E402
 from collapse_jax.study.comparison import is_reference, load_run  # noqa: E402
+from collapse_jax.study.sweep_report import draw_band  # noqa: E402
 from collapse_jax.study.verdict import Claim, markdown  # noqa: E402
 
 # (metric, the direction a remedy should move it, what it measures)
@@ -75,9 +76,9 @@ def claims(arms: dict[str, dict[int, list[dict]]], vanilla: str = "vanilla") -> 
       if any(math.isnan(d) for d in diffs):
         continue
       e = aggregate.mean_ci(diffs)
-      holds = bool({"higher": e.lo > 0, "lower": e.hi < 0, "no lower": e.hi >= 0}[direction])
       out.append(Claim(f"{what}: {arm} keeps {key} {direction} than vanilla's at generation "
-                       f"{g}", f"{arm} - vanilla: {_ci(e)} over {len(seeds)} seeds", holds))
+                       f"{g}", f"{arm} - vanilla: {_ci(e)} over {len(seeds)} seeds",
+                       aggregate.shown(e, direction)))
   return out
 
 
@@ -106,11 +107,7 @@ def plot(arms: dict[str, dict[int, list[dict]]], out_dir: str, keys=PANELS) -> s
   fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
   for ax, key in zip(axes.flat, keys, strict=False):
     for arm, by_seed in arms.items():
-      est = aggregate.by_generation(list(by_seed.values()), key)
-      gens = list(est)
-      ax.plot(gens, [est[g].mean for g in gens], marker="o", ms=3, label=arm)
-      if all(est[g].n > 1 for g in gens):
-        ax.fill_between(gens, [est[g].lo for g in gens], [est[g].hi for g in gens], alpha=0.2)
+      draw_band(ax, list(by_seed.values()), key, arm, ms=3)
     ax.set_title(key, fontsize=9)
     ax.set_xlabel("generation", fontsize=8)
     ax.grid(alpha=0.3)

@@ -28,18 +28,24 @@ def _fmt(e: aggregate.Estimate) -> str:
   return f"{e.mean:.4g} [{e.lo:.4g}, {e.hi:.4g}] (n={e.n})"
 
 
+def draw_band(ax, runs: list[list[dict]], metric: str, label: str, **style) -> bool:
+  """The runs' mean of `metric` per generation and its 95% band (none where a generation
+  has one run) on ax; False when no run measured it."""
+  est = aggregate.by_generation(runs, metric)
+  if not est:
+    return False
+  gens = list(est)
+  ax.plot(gens, [est[g].mean for g in gens], marker="o", label=label, **style)
+  ax.fill_between(gens, [est[g].lo for g in gens], [est[g].hi for g in gens], alpha=0.2)
+  return True
+
+
 def plot_bands(cells, metric: str, out_dir: str) -> str | None:
   """Mean curve and its 95% band per cell; None when no run measured `metric`."""
   fig, ax = plt.subplots(figsize=(5.5, 3.8))
   drawn = False
   for cell, runs in cells.items():
-    est = aggregate.by_generation(runs, metric)
-    if not est:
-      continue
-    gens = list(est)
-    ax.plot(gens, [est[g].mean for g in gens], marker="o", label=cell_label(cell))
-    ax.fill_between(gens, [est[g].lo for g in gens], [est[g].hi for g in gens], alpha=0.2)
-    drawn = True
+    drawn |= draw_band(ax, runs, metric, cell_label(cell))
   if not drawn:
     plt.close(fig)
     return None
